@@ -18,10 +18,15 @@ import importlib
 import importlib.util
 import sys
 import types
+import warnings
 
 import numpy as np
 
 __all__ = ["HAS_COMPILED_OPS"]
+
+# detectron2 0.6 decorates a few box ops with torch.jit.script at import; torch >= 2.10 warns on
+# every such call. The ops still work; the warning is noise in every lt_det command.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 # numpy's removed aliases were exactly these builtins.
 for _alias, _builtin in (("int", int), ("bool", bool), ("float", float)):
@@ -40,7 +45,20 @@ def _missing_op_error(op: str) -> RuntimeError:
 
 
 class _MissingCompiledOps(types.ModuleType):
-    """Stands in for ``detectron2._C`` when detectron2 was installed without its extension."""
+    """Stands in for ``detectron2._C`` when detectron2 was installed without its extension.
+
+    Build queries (asked by detectron2's ``collect_env_info`` at every start) answer that the
+    extension is absent; every op raises :func:`_missing_op_error`.
+    """
+
+    def get_compiler_version(self) -> str:
+        return "none: detectron2._C not built"
+
+    def get_cuda_version(self) -> str:
+        return "none: detectron2._C not built"
+
+    def has_cuda(self) -> bool:
+        return False
 
     def __getattr__(self, op: str):
         if op.startswith("__"):  # let import machinery and introspection probe dunders

@@ -20,6 +20,8 @@ import torch
 
 from detectron2.data import MetadataCatalog
 
+from .datasets import ensure_class_stats
+
 FREQUENCY_GROUPS = ("r", "c", "f")
 
 
@@ -79,6 +81,7 @@ def get_class_stats(dataset_names: Union[str, List[str]]) -> ClassStats:
         raise ValueError("get_class_stats needs at least one dataset name (cfg.DATASETS.TRAIN is empty)")
     stats = []
     for name in dataset_names:
+        ensure_class_stats(name)
         meta = MetadataCatalog.get(name)
         for key in ("class_image_count", "num_annotated_images"):
             if not hasattr(meta, key):

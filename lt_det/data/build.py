@@ -1,0 +1,71 @@
+"""The training data loader: detectron2's, with the sampler chosen by ``DATALOADER.SAMPLER_TRAIN``.
+
+Samplers built here (the others are detectron2's and built by detectron2):
+
+* ``RepeatFactorTrainingSampler``: factors from :func:`lt_det.data.samplers.image_repeat_factors`
+  with ``DATALOADER.REPEAT_THRESHOLD`` (t) and ``DATALOADER.REPEAT_SQRT``, counted on the same
+  dataset list the loader indexes.
+* ``ClassAwareSampler``: :class:`lt_det.data.samplers.ClassAwareSampler` on that list.
+
+Both are seeded with ``cfg.SEED`` when it is set (>= 0), otherwise with a seed shared by all
+processes, as detectron2's samplers are.
+"""
+import logging
+from typing import Callable, Optional
+
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data.samplers import RepeatFactorTrainingSampler
+
+from .samplers import ClassAwareSampler, image_repeat_factors
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_lt_train_loader", "build_lt_train_sampler", "LT_SAMPLERS", "DETECTRON2_SAMPLERS"]
+
+LT_SAMPLERS = ("RepeatFactorTrainingSampler", "ClassAwareSampler")
+DETECTRON2_SAMPLERS = ("TrainingSampler", "RandomSubsetTrainingSampler")
+
+
+def build_lt_train_sampler(cfg, dataset_dicts):
+    """The sampler named by ``cfg.DATALOADER.SAMPLER_TRAIN`` over ``dataset_dicts``, or None for
+    detectron2's own samplers (``build_detection_train_loader`` then builds them).
+
+    Raises:
+        ValueError: for an unknown sampler name, listing the valid ones.
+    """
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    if name == "RepeatFactorTrainingSampler":
+        t, sqrt = cfg.DATALOADER.REPEAT_THRESHOLD, cfg.DATALOADER.REPEAT_SQRT
+        factors = image_repeat_factors(dataset_dicts, t, sqrt=sqrt)
+        logger.info(
+            f"Repeat factor sampling, t = {t}, {'square-root' if sqrt else 'linear'} factors: "
+            f"{int((factors > 1).sum())} of {len(factors)} images repeated, max factor "
+            f"{float(factors.max()):.2f}, expected epoch {float(factors.sum()):.0f} images"
+        )
+        return RepeatFactorTrainingSampler(factors, seed=seed)
+    if name == "ClassAwareSampler":
+        sampler = ClassAwareSampler.from_dataset_dicts(dataset_dicts, seed=seed)
+        logger.info(f"Class-aware sampling over {sampler.num_classes} classes present in {len(dataset_dicts)} images")
+        return sampler
+    if name in DETECTRON2_SAMPLERS:
+        return None
+    raise ValueError(f"Unknown DATALOADER.SAMPLER_TRAIN {name!r}; expected one of {LT_SAMPLERS + DETECTRON2_SAMPLERS}")
+
+
+def build_lt_train_loader(cfg, mapper: Optional[Callable] = None):
+    """detectron2's ``build_detection_train_loader(cfg, mapper)`` with lt_det's samplers.
+
+    The dataset list is loaded exactly as detectron2 loads it (same empty-image filter), and the
+    sampler's statistics are counted on that list. ``mapper=None`` means detectron2's
+    ``DatasetMapper(cfg, is_train=True)``; aspect-ratio grouping follows
+    ``DATALOADER.ASPECT_RATIO_GROUPING`` for every sampler.
+    """
+    dataset = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+    )
+    sampler = build_lt_train_sampler(cfg, dataset)
+    return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=sampler)

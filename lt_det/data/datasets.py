@@ -1,0 +1,188 @@
+"""Registration of any LVIS-format dataset, with per-class statistics in its metadata.
+
+Why not detectron2's ``register_lvis_instances``: detectron2 0.6's ``load_lvis_json`` only accepts
+dataset names with built-in metadata (``lvis_v0.5_*``, ``lvis_v1_*``) and maps category ids by
+``id - 1``, so a synthetic set, COCO-LT or a user's json with other ids cannot be registered. This
+loader accepts any LVIS-format json, maps ids through the json's own category list, and writes
+the class statistics (:mod:`lt_det.data.class_stats`) that every long-tail component reads.
+
+Each dataset dict follows detectron2's standard format, plus the LVIS image-level labels
+``neg_category_ids`` and ``not_exhaustive_category_ids`` as *contiguous* class ids (0..K-1);
+detectron2's ``DatasetMapper`` keeps these keys, so they reach the model in ``batched_inputs``.
+"""
+import json
+import logging
+import os
+from typing import Dict, List, Optional, Tuple
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+from detectron2.utils.file_io import PathManager
+
+logger = logging.getLogger(__name__)
+
+LVIS_RARE_MAX_IMAGES = 10  # LVIS: rare = 1-10 training images
+LVIS_COMMON_MAX_IMAGES = 100  # LVIS: common = 11-100, frequent > 100
+
+
+def _read_json(json_file: str) -> dict:
+    if not PathManager.exists(json_file):
+        raise FileNotFoundError(f"LVIS-format annotation json not found: {json_file}")
+    with PathManager.open(json_file) as f:
+        return json.load(f)
+
+
+def class_statistics(lvis_json: dict, source: str = "") -> Tuple[List[dict], int]:
+    """Per-class statistics of an LVIS-format json, sorted by category id.
+
+    ``image_count`` / ``instance_count`` / ``frequency`` are taken from the json's categories when
+    all three are present (LVIS's own jsons); otherwise they are counted from the annotations
+    (logged), with LVIS's frequency thresholds (rare <= 10 images, common <= 100).
+
+    Returns:
+        records: K dicts ``{"id", "name", "image_count", "instance_count", "frequency"}``
+        num_annotated_images: M, the number of images with at least one annotation.
+    """
+    cats = sorted(lvis_json["categories"], key=lambda c: c["id"])
+    anns = lvis_json.get("annotations", [])
+    num_annotated_images = len({a["image_id"] for a in anns})
+    keys = ("image_count", "instance_count", "frequency")
+    if all(k in c for c in cats for k in keys):
+        counts = {c["id"]: (c["image_count"], c["instance_count"], c["frequency"]) for c in cats}
+    else:
+        logger.info(
+            f"{source or 'json'}: categories lack image_count / instance_count / frequency; "
+            f"counting them from {len(anns)} annotations"
+        )
+        images: Dict[int, set] = {c["id"]: set() for c in cats}
+        instances = {c["id"]: 0 for c in cats}
+        for a in anns:
+            images[a["category_id"]].add(a["image_id"])
+            instances[a["category_id"]] += 1
+        counts = {}
+        for cid, imgs in images.items():
+            n = len(imgs)
+            freq = "r" if n <= LVIS_RARE_MAX_IMAGES else ("c" if n <= LVIS_COMMON_MAX_IMAGES else "f")
+            counts[cid] = (n, instances[cid], freq)
+    records = [
+        {"id": c["id"], "name": c["name"], "image_count": int(counts[c["id"]][0]),
+         "instance_count": int(counts[c["id"]][1]), "frequency": counts[c["id"]][2]}
+        for c in cats
+    ]
+    return records, num_annotated_images
+
+
+def _image_path(image_root: str, img: dict) -> str:
+    if "file_name" in img:
+        return os.path.join(image_root, img["file_name"])
+    # LVIS's own jsons name images only by coco_url, e.g. ".../train2017/000000391895.jpg";
+    # the split folder is its second-to-last component (as detectron2's loader reads it).
+    split_folder, file_name = img["coco_url"].split("/")[-2:]
+    return os.path.join(image_root, split_folder, file_name)
+
+
+def load_lvis_format_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[dict]:
+    """Loads an LVIS-format json as detectron2 dataset dicts.
+
+    When ``dataset_name`` is given, also writes the dataset's metadata (classes, id mapping and
+    class statistics) to ``MetadataCatalog``.
+    """
+    data = _read_json(json_file)
+    if not os.path.isdir(image_root):
+        raise FileNotFoundError(f"Image root of dataset '{dataset_name}' not found: {image_root}")
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    id_map = {c["id"]: i for i, c in enumerate(cats)}
+    if dataset_name is not None:
+        _set_metadata(dataset_name, data, json_file)
+
+    anns_per_image: Dict[int, List[dict]] = {}
+    for a in data["annotations"]:
+        anns_per_image.setdefault(a["image_id"], []).append(a)
+    dataset_dicts = []
+    for img in sorted(data["images"], key=lambda x: x["id"]):
+        objs = []
+        for a in anns_per_image.get(img["id"], []):
+            segm = [p for p in a["segmentation"] if len(p) % 2 == 0 and len(p) >= 6]
+            if len(segm) != len(a["segmentation"]) or not segm:
+                raise ValueError(f"{json_file}: annotation {a['id']} has a polygon with < 3 points")
+            objs.append({"bbox": a["bbox"], "bbox_mode": BoxMode.XYWH_ABS,
+                         "category_id": id_map[a["category_id"]], "segmentation": segm})
+        dataset_dicts.append({
+            "file_name": _image_path(image_root, img),
+            "height": img["height"],
+            "width": img["width"],
+            "image_id": img["id"],
+            "neg_category_ids": [id_map[c] for c in img.get("neg_category_ids", [])],
+            "not_exhaustive_category_ids": [id_map[c] for c in img.get("not_exhaustive_category_ids", [])],
+            "annotations": objs,
+        })
+    logger.info(f"Loaded {len(dataset_dicts)} images in LVIS format from {json_file}")
+    return dataset_dicts
+
+
+def _set_metadata(name: str, data: dict, json_file: str) -> None:
+    records, num_annotated = class_statistics(data, source=json_file)
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    meta = MetadataCatalog.get(name)
+    # Metadata values are write-once in detectron2: set only what is not there yet (builtin LVIS
+    # names already carry thing_classes / id maps from detectron2).
+    values = {
+        "thing_classes": [c["name"] for c in cats],
+        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
+        "class_image_count": records,
+        "num_annotated_images": num_annotated,
+    }
+    for key, value in values.items():
+        if not hasattr(meta, key):
+            meta.set(**{key: value})
+
+
+def ensure_class_stats(name: str) -> None:
+    """Reads a registered dataset's json once to put its class statistics into its metadata.
+
+    Lets components that are built before the data loader (the box predictor's loss) read the
+    statistics of a dataset whose dicts have not been loaded yet.
+    """
+    meta = MetadataCatalog.get(name)
+    if hasattr(meta, "class_image_count") and hasattr(meta, "num_annotated_images"):
+        return
+    if name not in DatasetCatalog.list():
+        raise KeyError(f"Dataset '{name}' is not registered. Registered datasets: {sorted(DatasetCatalog.list())}")
+    if not hasattr(meta, "json_file"):
+        return  # not LVIS format: get_class_stats will say what is missing
+    _set_metadata(name, _read_json(meta.json_file), meta.json_file)
+
+
+def register_lvis_format(name: str, json_file: str, image_root: str, metadata: Optional[dict] = None) -> None:
+    """Registers an LVIS-format dataset under ``name`` (``evaluator_type`` "lvis")."""
+    DatasetCatalog.register(name, lambda: load_lvis_format_json(json_file, image_root, name))
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="lvis",
+                                  **(metadata or {}))
+
+
+def reregister_builtin_lvis() -> None:
+    """Routes detectron2's built-in LVIS names (``lvis_v1_train``, ...) through this loader.
+
+    Their jsons, image roots and class names are kept as detectron2 registered them; only the
+    loader changes, so image-level labels come as contiguous ids and statistics are recorded.
+    """
+    from detectron2.data.datasets.builtin import _PREDEFINED_SPLITS_LVIS
+
+    for splits in _PREDEFINED_SPLITS_LVIS.values():
+        for name in splits:
+            if name not in DatasetCatalog.list():
+                continue
+            meta = MetadataCatalog.get(name)
+            DatasetCatalog.remove(name)
+            DatasetCatalog.register(
+                name, lambda m=meta, n=name: load_lvis_format_json(m.json_file, m.image_root, n)
+            )
+
+
+def register_synthetic_lt(root: str) -> None:
+    """Registers the generated synthetic set (``datasets/prepare_synthetic_lt.py``) under
+    ``synthetic_lt_train`` / ``synthetic_lt_val``, if not registered yet."""
+    for split in ("train", "val"):
+        name = f"synthetic_lt_{split}"
+        if name not in DatasetCatalog.list():
+            register_lvis_format(name, os.path.join(root, f"synthetic_lt_{split}.json"), root)

@@ -1,0 +1,4 @@
+from .launch import launch
+from .trainer import Trainer
+
+__all__ = ["launch", "Trainer"]

@@ -1,0 +1,45 @@
+"""``Trainer``: detectron2's DefaultTrainer with lt_det's data mapper, evaluator and hooks."""
+import json
+import os
+
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import LVISEvaluator
+from detectron2.utils import comm
+
+from ..data import LTDatasetMapper
+from ..data.datasets import ensure_class_stats
+from .hooks import CrashCheckpointer
+
+
+class Trainer(DefaultTrainer):
+    """Only chooses components; the training loop is detectron2's."""
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=LTDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=LTDatasetMapper(cfg, is_train=False))
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        ensure_class_stats(dataset_name)  # also writes the category id mapping the evaluator reads
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return LVISEvaluator(dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Evaluates on cfg.DATASETS.TEST and writes the metrics to OUTPUT_DIR/metrics_eval.json."""
+        results = super().test(cfg, model, evaluators)
+        if comm.is_main_process() and cfg.OUTPUT_DIR:
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+            with open(os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json"), "w") as f:
+                json.dump(results, f, indent=2)
+        return results
+
+    def build_hooks(self):
+        hooks = super().build_hooks()
+        hooks.insert(-1, CrashCheckpointer(self.checkpointer))  # before the writers
+        return hooks

@@ -1,0 +1,106 @@
+"""Per-class AP with each class's frequency group and training image count: CSV, JSON and plots.
+
+Files written next to the metrics (``{prefix}`` is "lvis" or "lvis_fixed_ap"):
+
+* ``{prefix}_per_class.csv`` / ``.json``: one row per category: ``category_id``, ``name``,
+  ``frequency`` (r/c/f), ``train_image_count``, then ``AP_{task}`` per task (percent, empty / null
+  when the category has no ground truth in the evaluated split).
+* ``{prefix}_ap_vs_image_count_{task}.png``: per-class AP against training image count (log x),
+  coloured by group.
+* ``{prefix}_ap_by_group_{task}.png``: AP, APr, APc, APf as bars.
+"""
+import csv
+import json
+import math
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+__all__ = ["per_class_rows", "save_per_class"]
+
+_GROUP_COLOURS = {"r": "tab:red", "c": "tab:orange", "f": "tab:blue"}
+
+
+def per_class_rows(
+    categories: Sequence[dict], train_image_count: Sequence[int], ap_by_task: Dict[str, np.ndarray]
+) -> List[dict]:
+    """Rows for the CSV/JSON.
+
+    Args:
+        categories: the evaluated json's categories in ascending id order (``id``, ``name``,
+            ``frequency``).
+        train_image_count: (K,) training images per category, same order.
+        ap_by_task: {task: (K,) AP as a fraction, NaN when undefined}.
+    """
+    rows = []
+    for k, cat in enumerate(categories):
+        row = {"category_id": cat["id"], "name": cat.get("name", str(cat["id"])),
+               "frequency": cat["frequency"], "train_image_count": int(train_image_count[k])}
+        for task, ap in ap_by_task.items():
+            row[f"AP_{task}"] = None if math.isnan(ap[k]) else float(ap[k] * 100)
+        rows.append(row)
+    return rows
+
+
+def _plot_ap_vs_count(rows: List[dict], task: str, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for group, colour in _GROUP_COLOURS.items():
+        pts = [(r["train_image_count"], r[f"AP_{task}"]) for r in rows
+               if r["frequency"] == group and r[f"AP_{task}"] is not None]
+        if pts:
+            x, y = zip(*pts)
+            # a class absent from training (count 0) is drawn at 1 so that it stays on a log axis
+            ax.scatter(np.maximum(x, 1), y, s=8, c=colour, label=group, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel(f"AP ({task}, %)")
+    ax.set_title(f"Per-class {task} AP against training image count")
+    ax.legend(title="group")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_ap_by_group(metrics: Dict[str, float], task: str, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    names = ["AP", "APr", "APc", "APf"]
+    values = [metrics[n] for n in names]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    bars = ax.bar(names, [0.0 if math.isnan(v) else v for v in values],
+                  color=["tab:gray"] + list(_GROUP_COLOURS.values()))
+    for bar, v in zip(bars, values):
+        ax.annotate("n/a" if math.isnan(v) else f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom")
+    ax.set_ylabel(f"{task} AP (%)")
+    ax.set_title(f"{task} AP by frequency group")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_per_class(rows: List[dict], metrics: Dict[str, Dict[str, float]], out_dir: str, prefix: str) -> List[str]:
+    """Writes the CSV, the JSON and two plots per task; returns the paths written.
+
+    ``metrics`` is the evaluator's {task: {metric: percent}}.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on training machines
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, f"{prefix}_per_class.csv"), os.path.join(out_dir, f"{prefix}_per_class.json")]
+    with open(paths[0], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(paths[1], "w") as f:
+        json.dump(rows, f, indent=1)
+    for task in metrics:
+        paths.append(os.path.join(out_dir, f"{prefix}_ap_vs_image_count_{task}.png"))
+        _plot_ap_vs_count(rows, task, paths[-1])
+        paths.append(os.path.join(out_dir, f"{prefix}_ap_by_group_{task}.png"))
+        _plot_ap_by_group(metrics[task], task, paths[-1])
+    return paths
