@@ -13,8 +13,8 @@ Design (a CPU-sized version of the prototype in ``shared/ENVIRONMENT.md``):
 * Objects are filled polygons on a noisy grey gradient; the annotation's segmentation is exactly
   the drawn polygon. Objects never overlap, so every mask is fully visible.
 * Training image counts per class follow three log-spaced ranges, one per LVIS frequency group:
-  frequent ``max_images_per_class`` down to just above the common/frequent boundary, common from
-  just below it down to 11, rare 10 down to 1 (LVIS: rare = 1-10 training images).
+  frequent ``max_images_per_class`` down to the common/frequent boundary + 1, common from the
+  boundary down to 11, rare 10 down to 1 (LVIS: rare = 1-10 training images).
 * Frequency thresholds: LVIS's rare group is "1-10 training images" and is kept as is, since it
   describes few-shot-ness rather than dataset size. LVIS's common/frequent boundary (100 images)
   is scaled with the largest class: ``boundary = 100 * max_images_per_class / 400``, i.e. exactly
@@ -70,12 +70,8 @@ class SyntheticLTConfig:
     seed: int = 0
 
     @property
-    def frequent_min_images(self) -> int:
-        """Smallest image count of a frequent class: > the scaled common/frequent boundary."""
-        return self.common_max_images + 1
-
-    @property
     def common_max_images(self) -> int:
+        """The common/frequent boundary: LVIS's 100 images, scaled with the largest class."""
         scaled = LVIS_COMMON_MAX_IMAGES * self.max_images_per_class / DEFAULT_MAX_IMAGES_PER_CLASS
         return max(LVIS_RARE_MAX_IMAGES + 1, int(round(scaled)))
 
@@ -97,10 +93,9 @@ def class_image_counts(cfg: SyntheticLTConfig) -> List[int]:
     def logspace(hi: float, lo: float, n: int) -> List[int]:
         return [int(round(v)) for v in np.geomspace(hi, lo, n)] if n > 1 else [int(round(hi))]
 
-    common_hi = cfg.common_max_images * 0.9
     return (
-        logspace(cfg.max_images_per_class, cfg.frequent_min_images * 1.1, n_freq)
-        + logspace(common_hi, LVIS_RARE_MAX_IMAGES + 2, n_common)
+        logspace(cfg.max_images_per_class, cfg.common_max_images + 1, n_freq)
+        + logspace(cfg.common_max_images, LVIS_RARE_MAX_IMAGES + 1, n_common)
         + logspace(LVIS_RARE_MAX_IMAGES, 1, n_rare)
     )
 

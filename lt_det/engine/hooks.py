@@ -24,4 +24,7 @@ class CrashCheckpointer(HookBase):
         if self.trainer.iter >= self.trainer.max_iter or self.trainer.iter <= self.trainer.start_iter:
             return
         logger.warning(f"Training stopped at iteration {self.trainer.iter}; saving model_crash.pth to resume from")
-        self.checkpointer.save("model_crash", iteration=self.trainer.iter - 1)
+        # The trainer's own state (saved inside the checkpoint) must also say "iter - 1 done":
+        # resume_or_load restarts at the saved trainer iteration + 1.
+        self.trainer.iter -= 1
+        self.checkpointer.save("model_crash", iteration=self.trainer.iter)

@@ -1,5 +1,6 @@
 """``Trainer``: detectron2's DefaultTrainer with lt_det's data mapper, evaluator and hooks."""
 import json
+import logging
 import os
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
@@ -38,6 +39,21 @@ class Trainer(DefaultTrainer):
             with open(os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json"), "w") as f:
                 json.dump(results, f, indent=2)
         return results
+
+    # detectron2 0.6's DefaultTrainer checkpoints only the iteration and hook states: the
+    # optimizer state (SGD momentum) is lost on resume. detectron2 main stores the inner trainer's
+    # state under "_trainer"; we do the same, so checkpoints are interchangeable between the two.
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logging.getLogger(__name__).warning("Checkpoint has no optimizer state; the optimizer starts fresh")
 
     def build_hooks(self):
         hooks = super().build_hooks()

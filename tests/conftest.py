@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny synthetic LVIS-format dataset, generated once per test session.
+
+The tiny set is registered as ``synthetic_lt_{train,val}`` by pointing ``DETECTRON2_DATASETS`` at
+its parent folder, exactly as a user's run finds the demo set; subprocesses inherit it.
+"""
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_NUM_CLASSES = 12
+
+import lt_det  # noqa: E402,F401  (compat shims before detectron2.layers)
+from lt_det.data.synthetic import SyntheticLTConfig, generate  # noqa: E402
+
+TINY = SyntheticLTConfig(num_classes=TINY_NUM_CLASSES, max_images_per_class=40, val_instances_per_class=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_root(tmp_path_factory):
+    """Folder holding ``synthetic_lt/`` (the tiny set); DETECTRON2_DATASETS points at it."""
+    root = tmp_path_factory.mktemp("datasets")
+    generate(str(root / "synthetic_lt"), TINY)
+    os.environ["DETECTRON2_DATASETS"] = str(root)
+    from lt_det.data import register_synthetic_lt
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    for split in ("train", "val"):  # an earlier import may have registered the demo path
+        name = f"synthetic_lt_{split}"
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+    register_synthetic_lt(str(root / "synthetic_lt"))
+    return root
+
+
+QUICK_CONFIG = os.path.join(REPO, "configs/quick_schedules/mask_rcnn_R_18_FPN_synthetic_lt_instant_test.yaml")
+
+
+@pytest.fixture
+def quick_cfg(tiny_dataset_root, tmp_path):
+    """``quick_cfg(*opts)``: the instant-test config on the tiny set, built as train_net.py
+    builds it, writing to a fresh tmp folder, with extra ``KEY VALUE`` overrides."""
+    from detectron2.config import get_cfg
+
+    from lt_det.config import add_lt_det_config
+
+    def make(*opts, config_file=QUICK_CONFIG):
+        cfg = get_cfg()
+        add_lt_det_config(cfg)
+        cfg.merge_from_file(config_file)
+        cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", TINY_NUM_CLASSES,
+                             "OUTPUT_DIR", str(tmp_path / "out"), *opts])
+        return cfg
+
+    return make
+
+
+@pytest.fixture
+def train_net(tiny_dataset_root):
+    """``train_net(*args)``: runs train_net.py in a subprocess on the tiny set; returns its output."""
+    import subprocess
+
+    def run(*args, timeout=600):
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "train_net.py"), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output[-5000:]
+        return output
+
+    return run

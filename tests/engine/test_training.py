@@ -1,0 +1,117 @@
+"""End to end on the tiny synthetic set: train + eval, resume, crash checkpoint, bad input."""
+import json
+import os
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import HookBase
+
+from lt_det.engine import Trainer
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+
+
+def test_train_then_eval_prints_lvis_metrics(train_net, tmp_path):
+    """train_net.py trains a few iterations, evaluates, and writes config + metrics."""
+    out = tmp_path / "run"
+    log = train_net("--config-file", "configs/quick_schedules/mask_rcnn_R_18_FPN_synthetic_lt_instant_test.yaml",
+                    "MODEL.ROI_HEADS.NUM_CLASSES", "12", "OUTPUT_DIR", str(out))
+    assert "copypaste: AP,AP50,AP75,APs,APm,APl,APr,APc,APf" in log
+    results = json.loads((out / "metrics_eval.json").read_text())
+    for task in ("bbox", "segm"):
+        assert set(METRICS) <= set(results[task])
+    assert (out / "config.yaml").exists() and (out / "metrics.json").exists()
+    assert (out / "model_final.pth").exists()
+
+    # --eval-only on the trained weights gives the same numbers.
+    eval_out = tmp_path / "eval"
+    train_net("--config-file", "configs/quick_schedules/mask_rcnn_R_18_FPN_synthetic_lt_instant_test.yaml",
+              "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"),
+              "MODEL.ROI_HEADS.NUM_CLASSES", "12", "OUTPUT_DIR", str(eval_out))
+    assert json.loads((eval_out / "metrics_eval.json").read_text()) == results
+
+
+def _momentum_buffers(optimizer_state):
+    return [s["momentum_buffer"] for s in optimizer_state["state"].values()]
+
+
+def test_resume_continues_at_saved_iteration_with_saved_optimizer(quick_cfg):
+    cfg = quick_cfg("SOLVER.MAX_ITER", 4, "SOLVER.CHECKPOINT_PERIOD", 2, "TEST.EVAL_PERIOD", 0,
+                    "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    saved = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_0000001.pth"), map_location="cpu", weights_only=False)
+    assert saved["iteration"] == 1
+    # Point "last checkpoint" at the mid-training one, as if training had stopped there.
+    with open(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"), "w") as f:
+        f.write("model_0000001.pth")
+
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 2
+    state = resumed.optimizer.state_dict()
+    assert len(_momentum_buffers(state)) == len(_momentum_buffers(saved["trainer"]["_trainer"]["optimizer"])) > 0
+    for a, b in zip(_momentum_buffers(state), _momentum_buffers(saved["trainer"]["_trainer"]["optimizer"])):
+        assert torch.equal(a, b)
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, saved["model"][name]), name
+    assert resumed.scheduler.last_epoch == saved["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 2
+
+
+class _FailAt(HookBase):
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def before_step(self):
+        if self.trainer.iter == self.iteration:
+            raise RuntimeError("simulated crash")
+
+
+def test_crash_leaves_a_checkpoint_that_resumes(quick_cfg):
+    cfg = quick_cfg("SOLVER.MAX_ITER", 6, "SOLVER.CHECKPOINT_PERIOD", 100, "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.register_hooks([_FailAt(3)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.train()
+    crash = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_crash.pth"), map_location="cpu", weights_only=False)
+    assert crash["iteration"] == 2  # iterations 0-2 completed
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 3
+    resumed.train()
+    assert os.path.exists(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+
+
+def test_unreadable_image_error_names_the_file(quick_cfg, tiny_dataset_root, tmp_path):
+    import shutil
+
+    from lt_det.data import register_lvis_format
+
+    root = tmp_path / "broken"
+    shutil.copytree(tiny_dataset_root / "synthetic_lt", root)
+    for png in (root / "train").iterdir():
+        png.write_bytes(b"not a png")
+    register_lvis_format("broken_train", str(root / "synthetic_lt_train.json"), str(root))
+    cfg = quick_cfg("DATASETS.TRAIN", "('broken_train',)", "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    with pytest.raises(RuntimeError, match=r"Failed to load or transform image '.*broken/train/\d+\.png'"):
+        trainer.train()
+
+
+def test_unregistered_dataset_is_a_clear_error(quick_cfg):
+    cfg = quick_cfg("DATASETS.TRAIN", "('no_such_dataset',)")
+    with pytest.raises(KeyError, match="no_such_dataset"):
+        Trainer(cfg)
+
+
+def test_checkpoint_loads_into_a_fresh_model(quick_cfg):
+    cfg = quick_cfg("SOLVER.MAX_ITER", 1, "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    trainer.train()
+    model = Trainer.build_model(cfg)
+    DetectionCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, trainer.model.state_dict()[name]), name
