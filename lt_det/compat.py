@@ -9,7 +9,7 @@ Why each exists (measured facts, see ``shared/ENVIRONMENT.md``):
   roi_align_rotated}.py`` import it at top level, so ``import detectron2.layers`` fails. Nothing on
   the Mask R-CNN + LVIS path calls into it. We install a placeholder module whose attribute
   access raises an error that names the missing op and the fix.
-* numpy >= 1.24 removed ``np.int``, ``np.bool`` and ``np.float``; detectron2 0.6 uses them
+* numpy >= 1.24 removed ``np.int``, ``np.bool`` and ``np.float`` (numpy 2 brought ``np.bool`` back); detectron2 0.6 uses them
   (``data/build.py``'s class histogram silently disappears, ``structures/masks.py`` crashes on
   empty polygons) and so does lvis-api 0.5.3 (``LVISEval.accumulate``). They were plain aliases
   of the builtins, so restoring exactly those aliases changes nothing else.
