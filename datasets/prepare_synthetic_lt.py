@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lt_det.data.synthetic import SyntheticLTConfig, generate  # noqa: E402
+from lt_det.data.synthetic import GENERATOR_VERSION, SyntheticLTConfig, generate  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +29,8 @@ def main() -> None:
     train_json = os.path.join(args.out, "synthetic_lt_train.json")
     if not args.force and os.path.exists(train_json):
         with open(train_json) as f:
-            if json.load(f)["info"].get("generator") == dataclasses.asdict(cfg):
+            info = json.load(f)["info"]
+            if info.get("generator") == dataclasses.asdict(cfg) and info.get("generator_version") == GENERATOR_VERSION:
                 print(f"{args.out} is up to date")
                 return
     start = time.perf_counter()

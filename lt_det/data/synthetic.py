@@ -48,6 +48,7 @@ COLOURS = {  # RGB, far apart so a colour is identifiable under the noise
     "magenta": (200, 50, 200),
     "cyan": (40, 200, 210),
 }
+GENERATOR_VERSION = 2  # bump when the same parameters start producing different output
 LVIS_RARE_MAX_IMAGES = 10  # LVIS: rare = 1-10 training images
 LVIS_COMMON_MAX_IMAGES = 100  # LVIS: common = 11-100, frequent > 100
 DEFAULT_MAX_IMAGES_PER_CLASS = 400  # the size at which the LVIS boundary 100 is used unscaled
@@ -266,7 +267,8 @@ def generate(out_dir: str, cfg: SyntheticLTConfig = SyntheticLTConfig()) -> Dict
     paths = {}
     for split, imgs, anns in (("train", train_imgs, train_anns), ("val", val_imgs, val_anns)):
         paths[split] = os.path.join(out_dir, f"synthetic_lt_{split}.json")
-        data = {"info": {"description": "lt_det synthetic long-tailed set", "generator": asdict(cfg)},
+        data = {"info": {"description": "lt_det synthetic long-tailed set", "generator": asdict(cfg),
+                         "generator_version": GENERATOR_VERSION},
                 "licenses": [], "categories": categories, "images": imgs, "annotations": anns}
         with open(paths[split], "w") as f:
             json.dump(data, f)
