@@ -16,8 +16,11 @@ import lt_det  # noqa: F401  (compat shims before detectron2.layers)
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import lt_det.data  # noqa: F401  (dataset registration)
+import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.config import add_lt_det_config
 from lt_det.engine import Trainer, launch
 
@@ -33,6 +36,7 @@ def setup(args):
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lt_det")
     return cfg
 
 

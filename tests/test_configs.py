@@ -10,7 +10,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 
 import lt_det.data  # noqa: F401  (dataset registration)
+import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.config import add_lt_det_config
+from conftest import TINY_NUM_CLASSES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The real LVIS per-class statistics (copied from shared/data/), standing in for the LVIS train
@@ -41,6 +43,8 @@ def test_config_merges_and_builds(path, tiny_dataset_root):
     add_lt_det_config(cfg)
     cfg.merge_from_file(path)
     cfg.MODEL.DEVICE = "cpu"
+    if cfg.DATASETS.TRAIN == ("synthetic_lt_train",):  # the tests' tiny version of the set
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = TINY_NUM_CLASSES
     cfg.freeze()
     if not all(name in DatasetCatalog.list() for name in cfg.DATASETS.TRAIN):
         pytest.fail(f"{path} trains on an unregistered dataset: {cfg.DATASETS.TRAIN}")

@@ -12,7 +12,6 @@ foreground classes (contiguous ids 0..K-1), t = repeat threshold.
   ``P(I) = (1 / K') * sum_{c in I} 1 / image_count_c``, K' = number of classes with an image.
 """
 import itertools
-import logging
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -20,8 +19,6 @@ import torch
 from torch.utils.data.sampler import Sampler
 
 from detectron2.utils import comm
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "category_repeat_factors",

@@ -3,13 +3,16 @@ import json
 import logging
 import os
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import LVISEvaluator
 from detectron2.utils import comm
 
+from .. import modeling  # noqa: F401  (registers lt_det's ROI heads for build_model)
 from ..data import LTDatasetMapper
+from ..data.build import build_lt_train_loader
 from ..data.datasets import ensure_class_stats
+from .decoupled import load_stage1_weights, prepare_stage2_model
 from .hooks import CrashCheckpointer
 
 
@@ -17,8 +20,23 @@ class Trainer(DefaultTrainer):
     """Only chooses components; the training loop is detectron2's."""
 
     @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        if cfg.DECOUPLED.ENABLED:
+            prepare_stage2_model(model, cfg)  # freezes parameters: before the optimizer is built
+        return model
+
+    @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=LTDatasetMapper(cfg, is_train=True))
+        return build_lt_train_loader(cfg, mapper=LTDatasetMapper(cfg, is_train=True))
+
+    def resume_or_load(self, resume=True):
+        """Stage 2 starts from the stage-1 model (MODEL.WEIGHTS) at iteration 0, unless resuming
+        its own run; everything else is detectron2's behaviour."""
+        if self.cfg.DECOUPLED.ENABLED and not (resume and self.checkpointer.has_checkpoint()):
+            load_stage1_weights(self.model, self.cfg)
+        else:
+            super().resume_or_load(resume)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""τ-normalisation, post hoc (no training; SPEC §8): apply one τ to a checkpoint, or sweep τ on a
+validation split and report the best.
+
+    # one τ: writes a checkpoint whose foreground classifier rows are w_c / ||w_c||^τ
+    python tools/tau_norm.py --config-file CFG --weights model_final.pth apply --tau 1.0 --output model_tau1.pth
+    # sweep: evaluates each τ on the validation split (default DATASETS.TEST), reports the best,
+    # and writes OUTPUT_DIR/tau_sweep.json (+ the best checkpoint with --output)
+    python tools/tau_norm.py --config-file CFG --weights model_final.pth sweep --taus 0 0.25 0.5 0.75 1.0 \
+        --val-dataset lvis_v1_val --metric bbox/AP OUTPUT_DIR output/tau_sweep
+
+The config gives C (``MODEL.ROI_HEADS.NUM_CLASSES``, the leading foreground rows) and, for a sweep,
+the model and the evaluator; trailing ``KEY VALUE`` pairs override it as in train_net.py.
+"""
+import argparse
+import json
+import logging
+import os
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+import lt_det  # noqa: F401  (compat shims before detectron2.layers)
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation.testing import flatten_results_dict
+from detectron2.utils.logger import setup_logger
+
+import lt_det.data  # noqa: F401  (dataset registration)
+from lt_det.config import add_lt_det_config
+from lt_det.modeling.tau_norm import tau_normalize_state_dict
+
+logger = logging.getLogger("lt_det.tau_norm")
+
+
+def apply_to_checkpoint(src: str, dst: str, tau: float, num_classes: int) -> None:
+    """Writes ``{"model": τ-normalised state dict, "tau": τ}`` from the checkpoint ``src``."""
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f"Checkpoint not found: {src}")
+    state = torch.load(src, map_location="cpu")["model"]
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    torch.save({"model": tau_normalize_state_dict(state, tau, num_classes), "tau": tau}, dst)
+    logger.info(f"τ = {tau}: wrote {dst}")
+
+
+def tau_sweep(
+    model: torch.nn.Module,
+    taus: Sequence[float],
+    num_classes: int,
+    evaluate: Callable[[torch.nn.Module, float], Dict],
+    metric: str,
+) -> Tuple[float, List[Tuple[float, float]]]:
+    """Evaluates ``model`` with its classifier τ-normalised for each τ; higher ``metric`` is better.
+
+    Args:
+        evaluate: (model, τ) -> detectron2 results dict (nested; ``metric`` is a flattened key
+            such as "bbox/AP").
+    Returns:
+        the best τ and every (τ, value); the model is left with the best τ applied.
+    """
+    if not taus:
+        raise ValueError("τ sweep: no τ given")
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = []
+    for tau in taus:
+        model.load_state_dict(tau_normalize_state_dict(original, tau, num_classes))
+        results = flatten_results_dict(evaluate(model, tau))
+        if metric not in results:
+            raise KeyError(f"τ sweep: metric {metric!r} not in the results; available: {sorted(results)}")
+        scores.append((tau, float(results[metric])))
+        logger.info(f"τ = {tau}: {metric} = {scores[-1][1]:.4f}")
+    best = max(scores, key=lambda s: s[1])[0]
+    model.load_state_dict(tau_normalize_state_dict(original, best, num_classes))
+    return best, scores
+
+
+def validation_split(cfg, val_dataset: str) -> str:
+    """The split the sweep evaluates on: ``val_dataset``, else the only DATASETS.TEST entry."""
+    if not val_dataset:
+        if len(cfg.DATASETS.TEST) != 1:
+            raise ValueError(
+                "A τ sweep needs one validation split: pass --val-dataset NAME or set DATASETS.TEST "
+                f"to one dataset (it is {tuple(cfg.DATASETS.TEST)})"
+            )
+        val_dataset = cfg.DATASETS.TEST[0]
+    if val_dataset not in DatasetCatalog.list():
+        raise KeyError(f"Validation split {val_dataset!r} is not a registered dataset")
+    if val_dataset in cfg.DATASETS.TRAIN:
+        raise ValueError(f"{val_dataset!r} is a training split; τ must be chosen on a validation split")
+    return val_dataset
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_lt_det_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def run_sweep(cfg, args) -> float:
+    from lt_det.engine import Trainer  # the evaluator train_net.py uses
+
+    cfg.DATASETS.TEST = (validation_split(cfg, args.val_dataset),)
+    cfg.freeze()
+    model = Trainer.build_model(cfg)
+    DetectionCheckpointer(model).load(args.weights)
+    model.eval()
+
+    def evaluate(model, tau):
+        tau_cfg = cfg.clone()
+        tau_cfg.defrost()
+        tau_cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, f"tau_{tau:g}")
+        return Trainer.test(tau_cfg, model)
+
+    best, scores = tau_sweep(model, args.taus, cfg.MODEL.ROI_HEADS.NUM_CLASSES, evaluate, args.metric)
+    logger.info("τ sweep on {}:\n{}\nbest τ = {}".format(
+        cfg.DATASETS.TEST[0], "\n".join(f"  τ = {t:<6g} {args.metric} = {v:.4f}" for t, v in scores), best))
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    with open(os.path.join(cfg.OUTPUT_DIR, "tau_sweep.json"), "w") as f:
+        json.dump({"metric": args.metric, "dataset": cfg.DATASETS.TEST[0], "scores": scores, "best_tau": best}, f, indent=2)
+    if args.output:
+        torch.save({"model": model.state_dict(), "tau": best}, args.output)
+    return best
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config-file", required=True)
+    p.add_argument("--weights", required=True, help="the trained model (a detectron2 .pth checkpoint)")
+    sub = p.add_subparsers(dest="command", required=True)
+    apply = sub.add_parser("apply", help="write a checkpoint with one τ applied")
+    apply.add_argument("--tau", type=float, default=1.0, help="τ (default 1, Kang et al.)")
+    apply.add_argument("--output", required=True)
+    sweep = sub.add_parser("sweep", help="evaluate several τ on a validation split")
+    sweep.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5])
+    sweep.add_argument("--val-dataset", default="", help="registered validation split (default: DATASETS.TEST)")
+    sweep.add_argument("--metric", default="bbox/AP", help="flattened results key to maximise")
+    sweep.add_argument("--output", default="", help="also write the checkpoint with the best τ")
+    for command in (apply, sweep):
+        command.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    setup_logger(name="lt_det")
+    cfg = setup(args)
+    if args.command == "apply":
+        return apply_to_checkpoint(args.weights, args.output, args.tau, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    return run_sweep(cfg, args)
+
+
+if __name__ == "__main__":
+    main()
