@@ -1,7 +1,8 @@
 """LVIS image-level labels carried to the box head, for EQL's image-label option.
 
 detectron2's GeneralizedRCNN hands the ROI heads only the gt ``Instances`` of each image, and
-StandardROIHeads copies every ``gt_*`` field of them to the proposals matched to each gt. So the
+StandardROIHeads copies every ``gt_*`` field of them to the proposals matched to each gt
+(LTCascadeROIHeads does the same for this field in its later stages). So the
 image-level label set travels as a ``gt_image_labels`` field: (num_instances, K) bool, every row
 the image's verified classes, i.e. the classes annotated in it (LVIS ``pos_category_ids``) plus its
 ``neg_category_ids`` (contiguous ids, as :func:`lt_det.data.datasets.load_lvis_format_json`

@@ -12,6 +12,7 @@ from .. import modeling  # noqa: F401  (registers lt_det's ROI heads for build_m
 from ..data import LTDatasetMapper
 from ..data.build import build_lt_train_loader
 from ..data.datasets import ensure_class_stats
+from ..data.image_labels import ImageLabelDatasetMapper
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .hooks import CrashCheckpointer
 
@@ -28,7 +29,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_lt_train_loader(cfg, mapper=LTDatasetMapper(cfg, is_train=True))
+        # EQL's LVIS image-label option needs each image's verified classes on its instances.
+        mapper_cls = ImageLabelDatasetMapper if cfg.MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS else LTDatasetMapper
+        return build_lt_train_loader(cfg, mapper=mapper_cls(cfg, is_train=True))
 
     def resume_or_load(self, resume=True):
         """Stage 2 starts from the stage-1 model (MODEL.WEIGHTS) at iteration 0, unless resuming

@@ -115,3 +115,12 @@ def test_checkpoint_loads_into_a_fresh_model(quick_cfg):
     DetectionCheckpointer(model).load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
     for name, value in model.state_dict().items():
         assert torch.equal(value, trainer.model.state_dict()[name]), name
+
+
+def test_eql_with_image_labels_trains_through_the_trainer(quick_cfg):
+    """The Trainer routes LVIS image-level labels to the head when EQL asks for them."""
+    cfg = quick_cfg("MODEL.LT_LOSS.NAME", "eql", "MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS", True,
+                    "SOLVER.MAX_ITER", 2, "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    trainer.train()
+    assert trainer.iter == 2

@@ -1,0 +1,36 @@
+"""Box-classification losses for long-tailed detection; importing this package registers them.
+
+``build_loss(cfg)`` builds the loss named by MODEL.LT_LOSS.NAME (or by detectron2 main's
+MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS keys); ``register_loss`` adds one from anywhere.
+"""
+from .base import LTLoss, BinaryLoss, append_background
+from .config import add_loss_config, build_loss, resolve_loss_name
+from .registry import get_loss_class, list_losses, register_loss
+
+# Built-in losses: importing a module registers its losses.
+from . import (  # noqa: F401  isort:skip
+    softmax_ce,
+    sigmoid_ce,
+    reweighted_ce,
+    balanced_softmax,
+    balanced_sigmoid,
+    eql,
+    softmax_eql,
+    droploss,
+    gumbel_ce,
+    federated,
+    bags,
+    seesaw,
+)
+
+__all__ = [
+    "LTLoss",
+    "BinaryLoss",
+    "append_background",
+    "add_loss_config",
+    "build_loss",
+    "resolve_loss_name",
+    "get_loss_class",
+    "list_losses",
+    "register_loss",
+]

@@ -1,0 +1,66 @@
+"""Balanced Softmax (Ren et al., BALMS; SPEC section 2): ``CE(z + log n, gt)``.
+
+Logits (R, K + 1); ``n_j`` = instance_count_j of foreground class j. The background needs a count
+too. (ours) default ``n_bg = sum_j n_j * (1 - P) / P`` with P = ROI_HEADS.POSITIVE_FRACTION (the
+sampler's foreground share: the background is sampled (1 - P) / P times as often as all
+foreground together); ``background="none"`` leaves the background logit unshifted.
+Test scores: plain softmax of z (no shift).
+"""
+from typing import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+
+from .base import LTLoss, class_stats_for, positive_counts
+from .functional import softmax_ce
+from .registry import register_loss
+
+BACKGROUND_COUNTS = ("sampler", "none")
+
+
+def balanced_softmax_shift(instance_count: Sequence[int], positive_fraction: float, background: str) -> torch.Tensor:
+    """(K + 1,) additive logit shift: log n_j, then log n_bg ("sampler") or 0 ("none")."""
+    if background not in BACKGROUND_COUNTS:
+        raise ValueError(f"Unknown background count '{background}'; expected one of {BACKGROUND_COUNTS}")
+    n = positive_counts(instance_count)
+    if background == "sampler":
+        bg = torch.log(n.sum() * (1.0 - positive_fraction) / positive_fraction).reshape(1)
+    else:
+        bg = n.new_zeros(1)
+    return torch.cat([n.log(), bg]).float()
+
+
+@register_loss("balanced_softmax")
+class BalancedSoftmax(LTLoss):
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        instance_count: Sequence[int],
+        positive_fraction: float = 0.25,
+        background: str = "sampler",
+    ):
+        super().__init__(num_classes)
+        shift = balanced_softmax_shift(instance_count, positive_fraction, background)
+        self.register_buffer("log_prior", shift, persistent=False)  # (K + 1,)
+
+    @classmethod
+    def from_config(cls, cfg):
+        stats = class_stats_for(cfg, "balanced_softmax")
+        return {
+            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "instance_count": stats.instance_count,
+            "positive_fraction": cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION,
+            "background": cfg.MODEL.LT_LOSS.BALANCED_SOFTMAX.BACKGROUND,
+        }
+
+    def loss(self, logits, gt_classes, **extras):
+        """(R, K + 1) logits, (R,) labels -> mean CE(z + log n, gt)."""
+        return softmax_ce(logits, gt_classes, logit_shift=self.log_prior)
+
+    def scores(self, logits):
+        """(R, K + 1) -> softmax of the unshifted logits."""
+        return F.softmax(logits, dim=-1)

@@ -1,0 +1,88 @@
+"""Equalization Loss, EQL (Tan et al.; SPEC section 3), with the sigmoid or Gumbel activation.
+
+Logits (R, K), no background logit; init N(0, 0.01), bias -6.9068 (pi = 0.001) for sigmoid.
+``E_i = 1[gt_i != bg]``, ``T_j = 1[f_j < lambda]`` (f = image frequency) and
+``w_ij = 1 - E_i T_j (1 - y_ij)``: on foreground RoIs the negative terms of tail classes are
+removed; background RoIs keep every term. ``L = sum w * BCE(z, y) / R``.
+
+Image-label option (the paper's LVIS rule, off in the released code): a class verified in the
+RoI's image (LVIS ``pos_category_ids`` or ``neg_category_ids``) is never ignored:
+``w_ij = 1 - E_i T_j (1 - V_ij) (1 - y_ij)``. V comes from the proposals' ``gt_image_labels``
+field, (R, K) bool, which :class:`lt_det.data.image_labels.ImageLabelDatasetMapper` provides.
+Test: sigma(z) (or the Gumbel CDF) and a zero background column.
+"""
+from typing import List, Sequence
+
+import torch
+
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.structures import Instances
+
+from lt_det.data.image_labels import IMAGE_LABELS_FIELD
+
+from .base import BinaryLoss, class_stats_for, tail_classes
+from .functional import weighted_binary_loss
+from .registry import register_loss
+
+
+def verified_classes(proposals: List[Instances], num_classes: int) -> torch.Tensor:
+    """(R, K) bool: True where class j is verified present or absent in RoI i's image.
+
+    An image without gt has only background RoIs, whose weights the labels do not change: zeros.
+    """
+    rows = []
+    for i, p in enumerate(proposals):
+        if p.has(IMAGE_LABELS_FIELD):
+            rows.append(p.get(IMAGE_LABELS_FIELD))
+        elif (p.gt_classes < num_classes).any():
+            raise KeyError(
+                f"EQL with MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS needs the proposals' "
+                f"'{IMAGE_LABELS_FIELD}' field (missing in image {i} of the batch): train with "
+                "lt_det.data.image_labels.ImageLabelDatasetMapper on a dataset whose dicts carry "
+                "'neg_category_ids', and LTStandardROIHeads or LTCascadeROIHeads (their labelling "
+                "copies the field to the proposals)."
+            )
+        else:
+            rows.append(torch.zeros(len(p), num_classes, dtype=torch.bool, device=p.gt_classes.device))
+    return cat(rows, dim=0)
+
+
+@register_loss("eql")
+class EqualizationLoss(BinaryLoss):
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        image_frequency: Sequence[float],
+        threshold: float = 0.0011,
+        use_image_labels: bool = False,
+        activation: str = "sigmoid",
+        prior_prob: float = 0.001,
+    ):
+        super().__init__(num_classes, activation, prior_prob, background_logit=False)
+        self.use_image_labels = use_image_labels
+        tail = tail_classes(image_frequency, threshold, "EQL")
+        self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1
+
+    @classmethod
+    def from_config(cls, cfg):
+        stats = class_stats_for(cfg, "eql")
+        return {
+            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "image_frequency": stats.image_frequency,
+            "threshold": cfg.MODEL.LT_LOSS.TAIL_THRESHOLD,
+            "use_image_labels": cfg.MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS,
+            "activation": cfg.MODEL.LT_LOSS.ACTIVATION,
+        }
+
+    def loss(self, logits, gt_classes, proposals=None, **extras):
+        """(R, K) logits, (R,) labels [, proposals with ``gt_image_labels``] -> sum w BCE / R."""
+        fg = (gt_classes < self.num_classes).float()[:, None]
+        if self.use_image_labels:
+            unverified = 1.0 - verified_classes(proposals, self.num_classes).float()
+            ignore = lambda rows: fg[rows] * self.tail * unverified[rows]  # noqa: E731
+        else:
+            ignore = lambda rows: fg[rows] * self.tail  # noqa: E731
+        return weighted_binary_loss(logits, gt_classes, activation=self.activation, ignore=ignore)

@@ -1,0 +1,37 @@
+"""A metadata-only dataset with class statistics, for building losses from a config."""
+from detectron2.data import MetadataCatalog
+
+NAME = "lt_det_test_loss_stats"
+NUM_CLASSES = 6
+# Image frequency f = image_count / 1000: classes 0-1 below 0.01; instance counts span every
+# BAGS group (< 10, < 100, < 1000, >= 1000).
+IMAGE_COUNT = [1, 5, 20, 60, 300, 900]
+INSTANCE_COUNT = [2, 8, 30, 80, 500, 3000]
+FREQUENCY = ["r", "r", "c", "c", "f", "f"]
+
+
+def register():
+    meta = MetadataCatalog.get(NAME)
+    if not hasattr(meta, "class_image_count"):
+        meta.set(
+            class_image_count=[
+                {"id": i + 1, "name": f"c{i}", "image_count": ic, "instance_count": n, "frequency": f}
+                for i, (ic, n, f) in enumerate(zip(IMAGE_COUNT, INSTANCE_COUNT, FREQUENCY))
+            ],
+            num_annotated_images=1000,
+        )
+    return NAME
+
+
+def loss_cfg(loss_name, dataset=None, num_classes=NUM_CLASSES):
+    from detectron2.config import get_cfg
+
+    from lt_det.losses import add_loss_config
+
+    cfg = get_cfg()
+    add_loss_config(cfg)
+    cfg.DATASETS.TRAIN = (dataset or register(),)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+    cfg.MODEL.LT_LOSS.NAME = loss_name
+    cfg.MODEL.LT_LOSS.TAIL_THRESHOLD = 0.01
+    return cfg
