@@ -5,10 +5,10 @@ import os
 
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer
-from detectron2.evaluation import LVISEvaluator
 from detectron2.utils import comm
 
 from .. import modeling  # noqa: F401  (registers lt_det's ROI heads for build_model)
+from ..evaluation import build_lvis_evaluator
 from ..data import LTDatasetMapper
 from ..data.build import build_lt_train_loader
 from ..data.datasets import ensure_class_stats
@@ -49,7 +49,7 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         ensure_class_stats(dataset_name)  # also writes the category id mapping the evaluator reads
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return LVISEvaluator(dataset_name, output_dir=output_folder)
+        return build_lvis_evaluator(cfg, dataset_name, output_folder)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

@@ -17,13 +17,19 @@ is the fastest that does (``tools/benchmark_eval.py``). Known traps, each handle
 
 * faster-coco-eval's ``maxDets`` caps detections per (image, category), not per image, so its
   input is capped to each image's top ``max_dets_per_image`` first.
-* hotcoco and lvis-api print their summaries to stdout; the backends silence that and
-  :mod:`lt_det.evaluation.lvis_evaluator` logs one table instead.
+* hotcoco, like lvis-api, takes segm areas from ``bbox`` when a result has one: hence the
+  segm-only results file.
+* hotcoco prints as it evaluates; its stdout is silenced and the evaluator logs one table.
+
+Measured on 5,000 images x 1,203 classes x 300 detections (``tools/benchmark_eval.py``): hotcoco
+took 1/115 of lvis-api's wall time for bbox and 1/33 for segm, identical metrics; faster-coco-eval
+1/3.7 and 1/1.8, metrics equal to 1e-16.
 """
 import contextlib
 import io
 import json
 import logging
+from collections import Counter
 from typing import Callable, Dict
 
 import numpy as np
@@ -73,8 +79,9 @@ def _faster_coco_eval(gt_json: str, results_json: str, iou_type: str, max_dets_p
         results = _cap_per_image(results, max_dets_per_image)
     gt = COCO(gt_json)
     lvis_eval = COCOeval_faster(gt, gt.loadRes(results), iou_type, lvis_style=True, print_function=logging.debug)
-    # maxDets is per (image, category) here; the per-image cap was applied above.
-    lvis_eval.params.maxDets = [max(len(results), 1)]
+    # maxDets is per (image, category) here and sizes C++ buffers: the largest such group keeps
+    # every detection left after the per-image cap above.
+    lvis_eval.params.maxDets = [max(Counter((r["image_id"], r["category_id"]) for r in results).values())]
     lvis_eval.evaluate()
     lvis_eval.accumulate()
     return np.asarray(lvis_eval.eval["precision"], dtype=np.float64)[..., -1]  # (T, R, K, A, 1)

@@ -47,6 +47,7 @@ def _plot_ap_vs_count(rows: List[dict], task: str, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
     for group, colour in _GROUP_COLOURS.items():
         pts = [(r["train_image_count"], r[f"AP_{task}"]) for r in rows
                if r["frequency"] == group and r[f"AP_{task}"] is not None]
@@ -54,11 +55,13 @@ def _plot_ap_vs_count(rows: List[dict], task: str, path: str) -> None:
             x, y = zip(*pts)
             # a class absent from training (count 0) is drawn at 1 so that it stays on a log axis
             ax.scatter(np.maximum(x, 1), y, s=8, c=colour, label=group, alpha=0.7)
+            drawn = True
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel(f"AP ({task}, %)")
     ax.set_title(f"Per-class {task} AP against training image count")
-    ax.legend(title="group")
+    if drawn:
+        ax.legend(title="group")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

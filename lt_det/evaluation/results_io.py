@@ -32,7 +32,6 @@ class ShardWriter:
     """Appends each image's records to one process's shard (one JSON list per line)."""
 
     def __init__(self, path: str):
-        self.path = path
         self._file = open(path, "w")
 
     def write(self, records: List[dict]) -> None:

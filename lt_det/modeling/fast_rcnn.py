@@ -24,6 +24,7 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from lt_det.data.class_stats import FREQUENCY_GROUPS, get_class_stats
+from lt_det.evaluation.fixed_ap import fast_rcnn_inference_top_k_per_class
 from lt_det.losses import LTLoss, build_loss
 from lt_det.losses.base import check_num_classes
 
@@ -47,6 +48,7 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         *,
         cls_loss: LTLoss,
         class_frequency: Optional[Sequence[str]] = None,
+        fixed_ap_topk_per_class: Optional[int] = None,
         **kwargs,
     ):
         """
@@ -55,6 +57,8 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
             cls_loss: the classification loss; its ``num_classes`` must equal ``num_classes``.
             class_frequency: (K,) "r" / "c" / "f" of each class, for the per-group statistics;
                 None logs the overall statistics only.
+            fixed_ap_topk_per_class: Fixed AP's inference mode: keep this many detections per
+                class per image and no cap across classes; None = detectron2's inference.
         """
         super().__init__(input_shape, **kwargs)
         if cls_loss.num_classes != self.num_classes:
@@ -71,13 +75,26 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
             frequency = np.asarray(class_frequency)
             group = torch.as_tensor(np.stack([frequency == g for g in FREQUENCY_GROUPS]).argmax(0))
         self.register_buffer("frequency_group", group, persistent=False)
+        self.fixed_ap_topk_per_class = fixed_ap_topk_per_class
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         ret["cls_loss"] = build_loss(cfg)
         ret["class_frequency"] = _class_frequency(cfg)
+        fixed_ap = cfg.TEST.LVIS_EVAL.FIXED_AP
+        ret["fixed_ap_topk_per_class"] = fixed_ap.TOPK_PER_CLASS_PER_IMAGE if fixed_ap.ENABLED else None
         return ret
+
+    def inference(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]):
+        """detectron2's inference, or Fixed AP's (per-class top-k, no per-image cap) when enabled."""
+        if self.fixed_ap_topk_per_class is None:
+            return super().inference(predictions, proposals)
+        return fast_rcnn_inference_top_k_per_class(
+            self.predict_boxes(predictions, proposals), self.predict_probs(predictions, proposals),
+            [x.image_size for x in proposals], self.test_score_thresh, self.test_nms_thresh,
+            self.fixed_ap_topk_per_class,
+        )
 
     def losses(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]):
         """

@@ -30,6 +30,13 @@ class LTCascadeROIHeads(CascadeROIHeads):
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):
+        if cfg.TEST.LVIS_EVAL.FIXED_AP.ENABLED:
+            # detectron2's CascadeROIHeads._forward_box calls fast_rcnn_inference itself, past
+            # the predictor's inference; switching it would mean forking that method.
+            raise NotImplementedError(
+                "TEST.LVIS_EVAL.FIXED_AP.ENABLED (Fixed AP's inference mode) is implemented for "
+                "LTStandardROIHeads only; evaluate a cascade model with it disabled."
+            )
         ret = super()._init_box_head(cfg, input_shape)
         ret["box_predictors"] = [
             LTFastRCNNOutputLayers(cfg, head.output_shape, box2box_transform=stage.box2box_transform)

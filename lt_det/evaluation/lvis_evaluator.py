@@ -1,0 +1,145 @@
+"""detectron2 ``DatasetEvaluator`` for LVIS with lvis-api semantics, fast backends, Fixed AP,
+per-class outputs, and results streamed through disk instead of gathered in memory.
+
+Differences from detectron2's ``LVISEvaluator`` (same metrics, same percent scale):
+
+* each process appends its results to ``{output_dir}/lvis_shards/rank_{r}.jsonl`` as it goes and
+  the main process streams the shards (:mod:`lt_det.evaluation.results_io`); detectron2 pickles
+  every process's predictions into the main process at once. ``output_dir`` must be visible to
+  every process (true on one machine; give a shared directory across machines).
+* the AP computation is a pluggable backend (:mod:`lt_det.evaluation.backends`);
+* optional Fixed AP and per-class CSV/JSON/plots (:mod:`lt_det.evaluation.lvis_eval`).
+"""
+import logging
+import os
+import shutil
+from typing import Dict, Optional, Sequence
+
+import torch
+
+import detectron2.utils.comm as comm
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+from detectron2.evaluation.evaluator import DatasetEvaluator
+
+from ..data.class_stats import get_class_stats
+from .backends import DEFAULT_BACKEND
+from .lvis_eval import GroundTruthInfo, evaluate_lvis, format_metrics_table
+from .results_io import ShardWriter, read_shards
+
+__all__ = ["LVISEvaluator", "build_lvis_evaluator"]
+
+logger = logging.getLogger(__name__)
+
+
+class LVISEvaluator(DatasetEvaluator):
+    """Evaluates ``instances`` outputs on a registered LVIS-format dataset.
+
+    ``evaluate()`` returns ``{task: {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc",
+    "APf"}}`` in percent on the main process (plus ``{task}_fixed_ap`` with Fixed AP), and ``{}``
+    on the others.
+    """
+
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: str,
+        tasks: Sequence[str] = ("bbox",),
+        backend: str = DEFAULT_BACKEND,
+        fixed_ap_dets_per_class: Optional[int] = None,
+        train_image_count: Optional[Sequence[int]] = None,
+        save_per_class_results: bool = True,
+    ):
+        """
+        Args:
+            dataset_name: registered with metadata ``json_file`` and
+                ``thing_dataset_id_to_contiguous_id``.
+            output_dir: where shards, results files, per-class tables and plots go.
+            tasks: "bbox" and/or "segm".
+            backend: a name in :data:`lt_det.evaluation.backends.BACKENDS`.
+            fixed_ap_dets_per_class: also report Fixed AP with this many detections per category.
+            train_image_count: (K,) training images per category in ascending category id
+                order, for the per-class outputs; None reads the json's ``image_count``.
+        """
+        meta = MetadataCatalog.get(dataset_name)
+        self._json_file = meta.json_file  # read by the main process only, in evaluate()
+        self._contiguous_to_lvis = {v: k for k, v in meta.thing_dataset_id_to_contiguous_id.items()}
+        self._output_dir = output_dir
+        self._shard_dir = os.path.join(output_dir, "lvis_shards")
+        self._tasks = tuple(tasks)
+        self._backend = backend
+        self._fixed_ap_dets_per_class = fixed_ap_dets_per_class
+        self._train_image_count = train_image_count
+        self._save_per_class = save_per_class_results
+        self._writer: Optional[ShardWriter] = None
+
+    def reset(self):
+        if self._writer is not None:
+            self._writer.close()
+        os.makedirs(self._shard_dir, exist_ok=True)
+        self._writer = ShardWriter(os.path.join(self._shard_dir, f"rank_{comm.get_rank()}.jsonl"))
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            records = instances_to_coco_json(out["instances"].to(torch.device("cpu")), inp["image_id"])
+            for r in records:
+                r["category_id"] = self._contiguous_to_lvis[r["category_id"]]
+            self._writer.write(records)
+
+    def evaluate(self) -> Dict[str, Dict[str, float]]:
+        self._writer.close()
+        comm.synchronize()  # every process's shard is complete
+        results = self._evaluate_shards() if comm.is_main_process() else {}
+        comm.synchronize()  # no process starts its next shard before the main one removed these
+        return results
+
+    def _evaluate_shards(self) -> Dict[str, Dict[str, float]]:
+        shards = [os.path.join(self._shard_dir, f"rank_{r}.jsonl") for r in range(comm.get_world_size())]
+        results = evaluate_lvis(
+            GroundTruthInfo.load(self._json_file),
+            lambda: read_shards(shards),
+            self._output_dir,
+            self._tasks,
+            self._backend,
+            fixed_ap_dets_per_class=self._fixed_ap_dets_per_class,
+            train_image_count=self._train_image_count,
+            save_per_class_results=self._save_per_class,
+        )
+        shutil.rmtree(self._shard_dir)
+        logger.info("LVIS evaluation results (%):\n" + format_metrics_table(results))
+        return results
+
+
+def _train_image_count(cfg, num_categories: int) -> Optional[Sequence[int]]:
+    """Training image counts from the training datasets' class statistics, or None (the eval
+    json's own counts) when there are none or they are registered without statistics."""
+    if len(cfg.DATASETS.TRAIN) == 0:
+        return None
+    try:
+        stats = get_class_stats(cfg.DATASETS.TRAIN)
+    except KeyError as e:
+        logger.info(f"Per-class plots use the evaluation json's image_count: {e}")
+        return None
+    if stats.num_classes != num_categories:
+        raise ValueError(f"Training datasets have {stats.num_classes} classes, the evaluated one {num_categories}")
+    return stats.image_count.tolist()
+
+
+def build_lvis_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None) -> LVISEvaluator:
+    """The LVIS evaluator configured by ``cfg.TEST.LVIS_EVAL`` (see :mod:`lt_det.evaluation.config`).
+
+    ``output_dir`` defaults to ``cfg.OUTPUT_DIR/inference/{dataset_name}``.
+    """
+    if output_dir is None:
+        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    ev = cfg.TEST.LVIS_EVAL
+    num_categories = len(MetadataCatalog.get(dataset_name).thing_classes)
+    return LVISEvaluator(
+        dataset_name,
+        output_dir,
+        tasks=("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",),
+        backend=ev.BACKEND,
+        fixed_ap_dets_per_class=ev.FIXED_AP.DETS_PER_CLASS if ev.FIXED_AP.ENABLED else None,
+        train_image_count=_train_image_count(cfg, num_categories),
+        save_per_class_results=ev.PER_CLASS,
+    )
