@@ -12,7 +12,7 @@ from detectron2.modeling import build_model
 import lt_det.data  # noqa: F401  (dataset registration)
 import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.config import add_lt_det_config
-from conftest import TINY_NUM_CLASSES
+from lt_det.data import get_class_stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The real LVIS per-class statistics (copied from shared/data/), standing in for the LVIS train
@@ -44,7 +44,7 @@ def test_config_merges_and_builds(path, tiny_dataset_root):
     cfg.merge_from_file(path)
     cfg.MODEL.DEVICE = "cpu"
     if cfg.DATASETS.TRAIN == ("synthetic_lt_train",):  # the tests' tiny version of the set
-        cfg.MODEL.ROI_HEADS.NUM_CLASSES = TINY_NUM_CLASSES
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = get_class_stats("synthetic_lt_train").num_classes
     cfg.freeze()
     if not all(name in DatasetCatalog.list() for name in cfg.DATASETS.TRAIN):
         pytest.fail(f"{path} trains on an unregistered dataset: {cfg.DATASETS.TRAIN}")

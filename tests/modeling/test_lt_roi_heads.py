@@ -11,7 +11,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from lt_det.data.image_labels import ImageLabelDatasetMapper
-from lt_det.losses import add_loss_config
+from lt_det.config import add_lt_det_config
 from lt_det.modeling import LTFastRCNNOutputLayers
 
 from loss_stats_dataset import NUM_CLASSES, register
@@ -21,7 +21,7 @@ FEATURES = {f"p{i}": ShapeSpec(channels=8, stride=2**i) for i in range(2, 6)}
 
 def roi_cfg(name, loss="eql"):
     cfg = get_cfg()
-    add_loss_config(cfg)
+    add_lt_det_config(cfg)
     cfg.DATASETS.TRAIN = (register(),)
     cfg.MODEL.ROI_HEADS.NAME = name
     cfg.MODEL.ROI_HEADS.IN_FEATURES = list(FEATURES)
