@@ -8,13 +8,9 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_NUM_CLASSES = 12
-
-import lt_det  # noqa: E402,F401  (compat shims before detectron2.layers)
-from lt_det.data.synthetic import SyntheticLTConfig, generate  # noqa: E402
-
-TINY = SyntheticLTConfig(num_classes=TINY_NUM_CLASSES, max_images_per_class=40, val_instances_per_class=2)
+import lt_det  # noqa: F401  (compat shims before detectron2.layers)
+from lt_det.data.synthetic import generate
+from tiny_dataset import QUICK_CONFIG, REPO, TINY, TINY_NUM_CLASSES
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +29,6 @@ def tiny_dataset_root(tmp_path_factory):
             MetadataCatalog.remove(name)
     register_synthetic_lt(str(root / "synthetic_lt"))
     return root
-
-
-QUICK_CONFIG = os.path.join(REPO, "configs/quick_schedules/mask_rcnn_R_18_FPN_synthetic_lt_instant_test.yaml")
 
 
 @pytest.fixture

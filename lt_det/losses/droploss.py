@@ -35,6 +35,7 @@ class DropLoss(BinaryLoss):
         super().__init__(num_classes, activation, prior_prob, background_logit=False)
         tail = tail_classes(image_frequency, threshold, "DropLoss")
         self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1
+        self.register_buffer("tail_index", tail.nonzero().squeeze(1), persistent=False)  # (T,)
 
     @classmethod
     def from_config(cls, cfg):
@@ -53,17 +54,24 @@ class DropLoss(BinaryLoss):
             return weighted_binary_loss(logits, gt_classes, activation=self.activation)
         ratio = self.tail[gt_classes[is_fg]].mean()
         fg = is_fg.float()[:, None]
-        # U is drawn block by block (possibly on several threads), each block from its own
-        # generator seeded by one draw of the global one: reproducible under torch.manual_seed.
+        # U is drawn block by block, each block from its own generator seeded by one draw of the
+        # global one: reproducible under torch.manual_seed.
         seed = int(torch.randint(1 << 62, (1,)))
 
         def ignore(rows):
-            # (D + fg) T with D = 1[U (1 - fg) > ratio]; on a foreground row U (1 - fg) = 0 <= ratio,
-            # so D + fg = max(1[U > ratio], fg). sign(U - ratio) clamped at 0 is 1[U > ratio].
-            generator = torch.Generator(device=logits.device)
-            generator.manual_seed(seed + rows.start)
-            u = torch.rand(fg[rows].shape[0], self.num_classes, generator=generator, device=logits.device)
-            dropped = u.sub_(ratio).sign_().clamp_(min=0.0)
-            return torch.maximum(dropped, fg[rows]).mul_(self.tail)
+            # I = (D + fg) T with D = 1[U (1 - fg) > ratio]. On a foreground row D = 0, so I = T;
+            # on a background row I = 1[U > ratio] T. U is therefore only needed, and only drawn,
+            # for background rows x tail columns (the generator is the cost of this loss).
+            fg_rows = fg[rows]
+            mask = fg_rows * self.tail  # (B, K): T on foreground rows, 0 elsewhere
+            bg = (fg_rows[:, 0] == 0).nonzero().squeeze(1)
+            if len(bg) and len(self.tail_index):
+                generator = torch.Generator(device=logits.device)
+                generator.manual_seed(seed + rows.start)
+                u = torch.rand(len(bg), len(self.tail_index), generator=generator, device=logits.device)
+                dropped = torch.zeros(len(bg), self.num_classes, device=logits.device)
+                dropped[:, self.tail_index] = u.sub_(ratio).sign_().clamp_(min=0.0)  # 1[U > ratio]
+                mask.index_copy_(0, bg, dropped)
+            return mask
 
         return weighted_binary_loss(logits, gt_classes, activation=self.activation, ignore=ignore)

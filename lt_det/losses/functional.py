@@ -18,18 +18,18 @@ that fit in cache, write the gradient into one preallocated buffer, and return i
 ``backward``: the same formulas, fused.
 """
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-# Elements per row block of the fused losses on CPU: a block and its few temporaries stay in a
-# core's L2 cache, and staying under PyTorch's parallel grain (at::internal::GRAIN_SIZE = 32768)
-# keeps every op in a block single-threaded, so blocks can run on several threads at once.
-_BLOCK_ELEMENTS = 32000
-_EXECUTORS = {}
+# Elements per row block of the fused losses on CPU. Each op of a block runs on PyTorch's
+# intra-op threads (a block is 8x its parallel grain, at::internal::GRAIN_SIZE = 32768), and a
+# block with its few temporaries (~1 MB each) stays near the caches. Measured on 2 cores at
+# R x K = 8192 x 1203 (tools/benchmark_losses.py): 32K-element blocks spread over Python threads
+# were 1.5-2x slower than this (GIL-bound), whole-problem blocks ~10-40% slower.
+_BLOCK_ELEMENTS = 262144
 
 GUMBEL_TRAIN_CLAMP = (-4.0, 10.0)  # GOL's released training clamp of the logits
 
@@ -138,34 +138,19 @@ BINARY_ACTIVATIONS = {"sigmoid": SIGMOID, "gumbel": GUMBEL}
 BlockFn = Callable[[slice], torch.Tensor]
 
 
-def _executor(num_threads: int) -> ThreadPoolExecutor:
-    if num_threads not in _EXECUTORS:
-        _EXECUTORS[num_threads] = ThreadPoolExecutor(num_threads, thread_name_prefix="lt_det_loss")
-    return _EXECUTORS[num_threads]
-
-
 def for_row_blocks(block_fn: Callable[[slice], torch.Tensor], num_rows: int, num_cols: int, device) -> torch.Tensor:
-    """Sum of ``block_fn(rows)`` (float64 scalars) over row blocks of an (R, num_cols) problem.
+    """Sum of ``block_fn(rows)`` (float64 scalars) over the row blocks of an (R, num_cols) problem.
 
-    On an accelerator: one block (its kernels are large). On CPU: cache-sized blocks, split into
-    ``torch.get_num_threads()`` contiguous runs executed on that many threads (PyTorch kernels
-    release the GIL), summed in a fixed order so the result does not depend on scheduling.
+    On an accelerator: one block (its kernels are large). On CPU: blocks of about
+    ``_BLOCK_ELEMENTS`` elements, in order, so the result does not depend on the thread count.
     ``block_fn`` must only write rows of its own block.
     """
     if torch.device(device).type != "cpu":
         return block_fn(slice(0, num_rows))
     step = max(1, _BLOCK_ELEMENTS // max(num_cols, 1))
-    blocks = [slice(s, s + step) for s in range(0, num_rows, step)]
-    num_threads = min(torch.get_num_threads(), len(blocks))
-
-    def run(part):
-        with torch.no_grad():  # grad mode is thread-local; forward() runs without it
-            return sum((block_fn(rows) for rows in part), torch.zeros((), dtype=torch.float64))
-
-    if num_threads <= 1:
-        return run(blocks)
-    parts = [blocks[i * len(blocks) // num_threads : (i + 1) * len(blocks) // num_threads] for i in range(num_threads)]
-    return sum(_executor(num_threads).map(run, parts), torch.zeros((), dtype=torch.float64))
+    with torch.no_grad():
+        return sum((block_fn(slice(s, s + step)) for s in range(0, num_rows, step)),
+                   torch.zeros((), dtype=torch.float64))
 
 
 class _WeightedBinaryLoss(torch.autograd.Function):

@@ -8,7 +8,7 @@ import lt_det  # noqa: F401  (before detectron2)
 from detectron2.config import get_cfg
 from detectron2.engine import DefaultTrainer
 
-from conftest import REPO
+from tiny_dataset import REPO
 from lt_det.config import add_lt_det_config
 from lt_det.engine.decoupled import prepare_stage2_model
 

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from conftest import QUICK_CONFIG, REPO, TINY_NUM_CLASSES
+from tiny_dataset import QUICK_CONFIG, REPO, TINY_NUM_CLASSES
 
 CLS = "roi_heads.box_predictor.cls_score"
 # the instant-test schedule, applied to a full demo config
