@@ -43,14 +43,16 @@ def per_class_rows(
     return rows
 
 
-def _plot_ap_vs_count(rows: List[dict], task: str, path: str) -> None:
+def scatter_by_group(xs: Sequence[float], ys: Sequence[float], groups: Sequence[str], ylabel: str, title: str,
+                     path: str) -> None:
+    """One point per class: ``ys`` against ``xs`` (training image counts, log axis), coloured by
+    frequency group. Points whose y is None are left out."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = False
     for group, colour in _GROUP_COLOURS.items():
-        pts = [(r["train_image_count"], r[f"AP_{task}"]) for r in rows
-               if r["frequency"] == group and r[f"AP_{task}"] is not None]
+        pts = [(x, y) for x, y, g in zip(xs, ys, groups) if g == group and y is not None]
         if pts:
             x, y = zip(*pts)
             # a class absent from training (count 0) is drawn at 1 so that it stays on a log axis
@@ -58,13 +60,19 @@ def _plot_ap_vs_count(rows: List[dict], task: str, path: str) -> None:
             drawn = True
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class (log scale)")
-    ax.set_ylabel(f"AP ({task}, %)")
-    ax.set_title(f"Per-class {task} AP against training image count")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     if drawn:
         ax.legend(title="group")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_ap_vs_count(rows: List[dict], task: str, path: str) -> None:
+    scatter_by_group([r["train_image_count"] for r in rows], [r[f"AP_{task}"] for r in rows],
+                     [r["frequency"] for r in rows], f"AP ({task}, %)",
+                     f"Per-class {task} AP against training image count", path)
 
 
 def _plot_ap_by_group(metrics: Dict[str, float], task: str, path: str) -> None:

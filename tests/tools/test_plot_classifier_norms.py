@@ -1,0 +1,40 @@
+"""tools/plot_classifier_norms.py: per-class weight norms against training image counts."""
+import csv
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from tiny_dataset import QUICK_CONFIG, REPO, TINY_NUM_CLASSES
+
+spec = importlib.util.spec_from_file_location("plot_classifier_norms", os.path.join(REPO, "tools/plot_classifier_norms.py"))
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+
+
+def test_norms_of_the_first_k_rows():
+    weight = torch.tensor([[3.0, 4.0], [0.0, -1.0], [6.0, 8.0]])  # the last row: background
+    norms = tool.class_weight_norms({tool.CLASSIFIER: weight}, num_classes=2)
+    assert norms.tolist() == [5.0, 1.0]
+    with pytest.raises(KeyError, match="cls_score"):
+        tool.class_weight_norms({"other": weight}, num_classes=2)
+    with pytest.raises(ValueError, match="fewer than the 4 classes"):
+        tool.class_weight_norms({tool.CLASSIFIER: weight}, num_classes=4)
+
+
+def test_writes_plot_and_csv_with_the_training_counts(tiny_dataset_root, tmp_path):
+    from lt_det.data import get_class_stats
+
+    weight = torch.zeros(TINY_NUM_CLASSES + 1, 2)
+    weight[:, 0] = torch.arange(TINY_NUM_CLASSES + 1, dtype=torch.float32)  # norm of row k is k
+    checkpoint = tmp_path / "model.pth"
+    torch.save({"model": {tool.CLASSIFIER: weight}}, checkpoint)
+    path = tool.main(["--config-file", QUICK_CONFIG, "--weights", str(checkpoint), "--output-dir", str(tmp_path)])
+    assert os.path.getsize(path) > 0
+    with open(tmp_path / "classifier_norms.csv") as f:
+        rows = list(csv.DictReader(f))
+    stats = get_class_stats("synthetic_lt_train")
+    assert [float(r["weight_norm"]) for r in rows] == list(range(TINY_NUM_CLASSES))
+    assert [int(r["train_image_count"]) for r in rows] == stats.image_count.tolist()
+    assert [r["frequency"] for r in rows] == stats.frequency.tolist()
