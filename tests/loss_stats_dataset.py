@@ -12,9 +12,9 @@ FREQUENCY = ["r", "r", "c", "c", "f", "f"]
 
 def register():
     meta = MetadataCatalog.get(NAME)
-    if not hasattr(meta, "class_image_count"):
+    if not hasattr(meta, "class_statistics"):
         meta.set(
-            class_image_count=[
+            class_statistics=[
                 {"id": i + 1, "name": f"c{i}", "image_count": ic, "instance_count": n, "frequency": f}
                 for i, (ic, n, f) in enumerate(zip(IMAGE_COUNT, INSTANCE_COUNT, FREQUENCY))
             ],

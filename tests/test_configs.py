@@ -28,9 +28,9 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recurs
 def lvis_statistics():
     for name, (path, num_images) in LVIS_STATS.items():
         meta = MetadataCatalog.get(name)
-        if not hasattr(meta, "class_image_count"):
+        if not hasattr(meta, "class_statistics"):
             with open(os.path.join(os.path.dirname(__file__), path)) as f:
-                meta.set(class_image_count=json.load(f), num_annotated_images=num_images)
+                meta.set(class_statistics=json.load(f), num_annotated_images=num_images)
 
 
 def test_there_are_configs():

@@ -36,7 +36,7 @@ BENCH_DATASET = "lt_det_benchmark_stats"
 def register_stats(cat_info: str, num_images: int) -> int:
     with open(cat_info) as f:
         categories = sorted(json.load(f), key=lambda c: c["id"])
-    MetadataCatalog.get(BENCH_DATASET).set(class_image_count=categories, num_annotated_images=num_images)
+    MetadataCatalog.get(BENCH_DATASET).set(class_statistics=categories, num_annotated_images=num_images)
     return len(categories)
 
 

@@ -6,9 +6,11 @@ convention; LVIS category ids are 1-based and may have gaps).
 A registered dataset carries its statistics in ``MetadataCatalog`` (written by
 :func:`lt_det.data.datasets.register_lvis_format`):
 
-* ``class_image_count``: list of K dicts sorted by category id, each
-  ``{"id", "name", "image_count", "instance_count", "frequency"}``. detectron2 main reads the same
-  key (``{"id", "image_count"}``) for its federated loss weights, so its code keeps working.
+* ``class_statistics``: list of K dicts sorted by category id, each
+  ``{"id", "name", "image_count", "instance_count", "frequency"}``. (The same records are also
+  written as ``class_image_count`` where that key is free: detectron2 main reads
+  ``{"id", "image_count"}`` from it for its federated loss weights, and sets it, without instance
+  counts or groups, in its built-in LVIS v1 metadata; hence lt_det's own key.)
 * ``num_annotated_images``: M, the number of training images with at least one annotation
   (the denominator of the image frequency ``f_j = image_count_j / M``; LVIS v1: 99,388).
 """
@@ -55,7 +57,7 @@ class ClassStats:
 
     @classmethod
     def from_records(cls, records: Sequence[dict], num_images: int) -> "ClassStats":
-        """From ``class_image_count``-style dicts (sorted by id as given)."""
+        """From ``class_statistics`` records (sorted by id as given)."""
         missing = [k for k in ("image_count", "instance_count", "frequency") if records and k not in records[0]]
         if missing:
             raise KeyError(f"class statistics records lack {missing}")
@@ -83,7 +85,7 @@ def get_class_stats(dataset_names: Union[str, List[str]]) -> ClassStats:
     for name in dataset_names:
         ensure_class_stats(name)
         meta = MetadataCatalog.get(name)
-        for key in ("class_image_count", "num_annotated_images"):
+        for key in ("class_statistics", "num_annotated_images"):
             if not hasattr(meta, key):
                 raise KeyError(
                     f"Dataset '{name}' has no class statistics (metadata '{key}' is missing). "
@@ -91,7 +93,7 @@ def get_class_stats(dataset_names: Union[str, List[str]]) -> ClassStats:
                     "which reads image_count / instance_count / frequency from the json's "
                     "categories or counts them from its annotations."
                 )
-        stats.append(ClassStats.from_records(meta.class_image_count, meta.num_annotated_images))
+        stats.append(ClassStats.from_records(meta.class_statistics, meta.num_annotated_images))
     first = stats[0]
     for name, s in zip(dataset_names[1:], stats[1:]):
         if s.num_classes != first.num_classes or not np.array_equal(s.frequency, first.frequency):

@@ -129,8 +129,11 @@ def _set_metadata(name: str, data: dict, json_file: str) -> None:
     values = {
         "thing_classes": [c["name"] for c in cats],
         "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
-        "class_image_count": records,
+        "class_statistics": records,
         "num_annotated_images": num_annotated,
+        # detectron2 main's federated-loss weights read {"id", "image_count"} records under this
+        # key (its built-in LVIS v1 metadata sets them; then they are kept).
+        "class_image_count": records,
     }
     for key, value in values.items():
         if not hasattr(meta, key):
@@ -144,7 +147,7 @@ def ensure_class_stats(name: str) -> None:
     statistics of a dataset whose dicts have not been loaded yet.
     """
     meta = MetadataCatalog.get(name)
-    if hasattr(meta, "class_image_count") and hasattr(meta, "num_annotated_images"):
+    if hasattr(meta, "class_statistics") and hasattr(meta, "num_annotated_images"):
         return
     if name not in DatasetCatalog.list():
         raise KeyError(f"Dataset '{name}' is not registered. Registered datasets: {sorted(DatasetCatalog.list())}")

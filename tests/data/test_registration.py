@@ -124,7 +124,7 @@ def test_dataset_without_statistics_says_what_is_missing():
     name = "stats_free_dataset"
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, lambda: [])
-    with pytest.raises(KeyError, match="class_image_count"):
+    with pytest.raises(KeyError, match="class_statistics"):
         get_class_stats(name)
 
 
@@ -136,3 +136,16 @@ def test_builtin_lvis_names_keep_working():
     assert len(MetadataCatalog.get("lvis_v0.5_val").thing_classes) == 1230
     with pytest.raises(FileNotFoundError, match="LVIS-format annotation json not found: .*lvis_v1_train.json"):
         DatasetCatalog.get("lvis_v1_train")
+
+
+def test_detectron2_main_style_class_image_count_does_not_shadow_the_statistics(tiny_dataset_root):
+    """detectron2 main's built-in LVIS v1 metadata sets ``class_image_count`` ({id, image_count}
+    only); lt_det's statistics live under their own key, read from the json."""
+    root = tiny_dataset_root / "synthetic_lt"
+    _register("main_style", root / "synthetic_lt_train.json", root)
+    data = _load(root / "synthetic_lt_train.json")
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    MetadataCatalog.get("main_style").set(class_image_count=[{"id": c["id"], "image_count": c["image_count"]} for c in cats])
+    stats = get_class_stats("main_style")
+    assert stats.instance_count.tolist() == [c["instance_count"] for c in cats]
+    assert stats.frequency.tolist() == [c["frequency"] for c in cats]

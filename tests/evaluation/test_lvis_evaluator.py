@@ -143,7 +143,7 @@ def test_per_class_counts_come_from_training_class_stats(tmp_path):
     _register("lt_det_test_val", tmp_path)
     MetadataCatalog.get("lt_det_test_train").set(
         num_annotated_images=1000,
-        class_image_count=[{"id": c, "image_count": n, "instance_count": 2 * n, "frequency": g}
+        class_statistics=[{"id": c, "image_count": n, "instance_count": 2 * n, "frequency": g}
                            for c, n, g in ((1, 700, "f"), (2, 40, "c"), (3, 5, "r"))])
     cfg = _cfg(fixed_ap=False)
     cfg.DATASETS.TRAIN = ("lt_det_test_train",)
