@@ -9,6 +9,7 @@ of its default:
 * ``DATALOADER.REPEAT_SQRT`` (detectron2 main's key): :mod:`lt_det.data.sampling_config`
 * ``DECOUPLED``: :mod:`lt_det.engine.decoupled_config`
 * ``TEST.LVIS_EVAL``: :mod:`lt_det.evaluation.config`
+* ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE``: :mod:`lt_det.modeling.mask_head`
 """
 from detectron2.config import CfgNode
 
@@ -16,6 +17,7 @@ from .data.sampling_config import add_sampling_config
 from .engine.decoupled_config import add_decoupled_config
 from .evaluation.config import add_evaluation_config
 from .losses.config import add_loss_config
+from .modeling.mask_head import add_mask_head_config
 
 
 def add_lt_det_config(cfg: CfgNode) -> CfgNode:
@@ -24,4 +26,5 @@ def add_lt_det_config(cfg: CfgNode) -> CfgNode:
     add_sampling_config(cfg)
     add_decoupled_config(cfg)
     add_evaluation_config(cfg)
+    add_mask_head_config(cfg)
     return cfg

@@ -51,3 +51,19 @@ def test_config_merges_and_builds(path, tiny_dataset_root):
     model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert all(p.device == torch.device("cpu") for p in model.parameters())
+
+
+def test_gol_config_has_its_recipe(tiny_dataset_root):
+    """GOL's leaf: DropLoss with the Gumbel activation, cosine mask predictor (t = 20), NMS 0.3."""
+    from lt_det.modeling.mask_head import CosineConv2d
+
+    cfg = get_cfg()
+    add_lt_det_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs/demo/mask_rcnn_R_18_FPN_synthetic_lt_gol.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = get_class_stats("synthetic_lt_train").num_classes
+    model = build_model(cfg)
+    predictor = model.roi_heads.mask_head.predictor
+    assert isinstance(predictor, CosineConv2d) and predictor.temperature == 20.0
+    assert (cfg.MODEL.LT_LOSS.NAME, cfg.MODEL.LT_LOSS.ACTIVATION) == ("droploss", "gumbel")
+    assert model.roi_heads.box_predictor.test_nms_thresh == 0.3

@@ -12,11 +12,18 @@ class c is ``w_c . x + b_c``), so the logits are (R, 1, M, M) and the activation
 the chunk. The masks equal detectron2's up to float summation order.
 
 Select it with ``MODEL.ROI_MASK_HEAD.NAME: "ClassSelectMaskRCNNConvUpsampleHead"``.
+
+With ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE`` > 0 its 1x1 predictor is GOL's normalised one
+(mmdetection's ``NormedConv2d``, as GOL's released config uses it with temperature 20): per pixel,
+``logit_c = t * (x / ||x||) . (w_c / ||w_c||) + b_c``, norms over channels.
+
 Shorthand: R detections (all images of the batch), C channels, K classes, M mask side.
 """
 from typing import List
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import cat
@@ -27,21 +34,60 @@ from detectron2.modeling.roi_heads.mask_head import (
 )
 from detectron2.structures import Instances
 
-__all__ = ["ClassSelectMaskRCNNConvUpsampleHead"]
+__all__ = ["ClassSelectMaskRCNNConvUpsampleHead", "CosineConv2d", "add_mask_head_config"]
+
+_EPS = 1e-6  # mmdetection NormedConv2d's eps, added to each norm
+
+
+def add_mask_head_config(cfg) -> None:
+    """Adds ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE`` (in place)."""
+    # Temperature t of a normalised (cosine) 1x1 mask predictor; 0 keeps detectron2's plain conv.
+    # GOL (Alexandridis et al., released config): 20. Read by ClassSelectMaskRCNNConvUpsampleHead.
+    cfg.MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE = 0.0
+
+
+class CosineConv2d(nn.Conv2d):
+    """1x1 conv on channel-normalised features with row-normalised weights, scaled by t:
+    (R, C, H, W) -> (R, K, H, W), ``t * (x/||x||) . (w_k/||w_k||) + b_k``."""
+
+    def __init__(self, in_channels: int, out_channels: int, temperature: float):
+        super().__init__(in_channels, out_channels, kernel_size=1)
+        self.temperature = temperature
+
+    def normalized_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x / (x.norm(dim=1, keepdim=True) + _EPS) * self.temperature
+
+    def normalized_weight(self) -> torch.Tensor:
+        return self.weight / (self.weight.flatten(1).norm(dim=1)[:, None, None, None] + _EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.normalized_input(x), self.normalized_weight(), self.bias)
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
 class ClassSelectMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     @configurable
-    def __init__(self, input_shape, *, inference_chunk_size: int = 64, **kwargs):
+    def __init__(self, input_shape, *, inference_chunk_size: int = 64, cosine_temperature: float = 0.0, **kwargs):
         """
         Args:
             inference_chunk_size: detections per forward pass in inference. 64 bounds the
                 activations at C = 256, M = 28 to 64 * 256 * 28 * 28 * 4 B = 51 MB per tensor.
+            cosine_temperature: > 0 makes the predictor a :class:`CosineConv2d` with this t.
             others: as ``MaskRCNNConvUpsampleHead``.
         """
         super().__init__(input_shape, **kwargs)
         self.inference_chunk_size = inference_chunk_size
+        if cosine_temperature > 0:
+            plain = self.predictor
+            self.predictor = CosineConv2d(plain.in_channels, plain.out_channels, cosine_temperature)
+            nn.init.normal_(self.predictor.weight, std=0.001)  # detectron2's predictor init
+            nn.init.constant_(self.predictor.bias, 0)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret["cosine_temperature"] = cfg.MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE
+        return ret
 
     def _predicted_class_logits(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """(r, C, M/2, M/2) features and (r,) classes -> (r, 1, M, M) logits of those classes."""
@@ -49,7 +95,10 @@ class ClassSelectMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
         assert predictor is self.predictor
         for layer in body:
             x = layer(x)
-        weight = predictor.weight[classes, :, 0, 0]  # (r, C)
+        weight = predictor.weight
+        if isinstance(predictor, CosineConv2d):
+            x, weight = predictor.normalized_input(x), predictor.normalized_weight()
+        weight = weight[classes, :, 0, 0]  # (r, C)
         logits = torch.einsum("rchw,rc->rhw", x, weight)
         if predictor.bias is not None:
             logits = logits + predictor.bias[classes][:, None, None]

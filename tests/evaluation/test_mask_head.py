@@ -45,3 +45,34 @@ def test_masks_equal_detectron2(num_classes, counts):
 
 def test_registered_for_config():
     assert ROI_MASK_HEAD_REGISTRY.get("ClassSelectMaskRCNNConvUpsampleHead") is ClassSelectMaskRCNNConvUpsampleHead
+
+
+def test_cosine_predictor_by_hand():
+    from lt_det.modeling.mask_head import CosineConv2d
+
+    conv = CosineConv2d(2, 2, temperature=20.0)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]])[:, :, None, None])
+        conv.bias.copy_(torch.tensor([0.5, -1.0]))
+    x = torch.tensor([3.0, 4.0])[None, :, None, None]  # unit direction (0.6, 0.8)
+    # t * (x/|x|) . (w/|w|) + b = (20 * 0.6 + 0.5, 20 * 0.8 - 1)
+    torch.testing.assert_close(conv(x).flatten(), torch.tensor([12.5, 15.0]), rtol=0, atol=1e-4)
+    torch.testing.assert_close(conv(5 * x), conv(x))  # invariant to the feature scale
+
+
+def test_cosine_head_selects_the_same_masks_as_its_full_predictor():
+    from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference
+
+    torch.manual_seed(0)
+    head = ClassSelectMaskRCNNConvUpsampleHead(input_shape=ShapeSpec(channels=8, height=7, width=7), num_classes=11,
+                                               conv_dims=[8, 8], inference_chunk_size=3, cosine_temperature=20.0).eval()
+    torch.nn.init.normal_(head.predictor.weight, std=0.5)
+    x = torch.randn(7, 8, 7, 7)
+    torch.manual_seed(1)
+    got = head(x, _instances([4, 3], 11))
+    torch.manual_seed(1)
+    expected = _instances([4, 3], 11)
+    with torch.no_grad():
+        mask_rcnn_inference(head.layers(x), expected)  # all K class logits, then detectron2's selection
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g.pred_masks, e.pred_masks, rtol=0, atol=1e-5)
