@@ -55,7 +55,7 @@ def test_config_merges_and_builds(path, tiny_dataset_root):
 
 def test_gol_config_has_its_recipe(tiny_dataset_root):
     """GOL's leaf: DropLoss with the Gumbel activation, cosine mask predictor (t = 20), NMS 0.3."""
-    from lt_det.modeling.mask_head import CosineConv2d
+    from lt_det.modeling.cosine import CosineConv2d
 
     cfg = get_cfg()
     add_lt_det_config(cfg)

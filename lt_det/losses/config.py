@@ -38,6 +38,9 @@ def add_loss_config(cfg: CN) -> None:
     # (GOL's Gumbel CDF eta(x) = exp(-exp(-x)), logits clamped to [-4, 10] in training; GOL =
     # droploss + gumbel).
     _C.ACTIVATION = "sigmoid"
+    # Temperature t of a normalised (cosine) classifier, t * cos(x, w_k) + b_k, for any loss;
+    # 0 keeps the linear classifier. mmdetection's Seesaw LVIS config uses 20 (NormedLinear).
+    _C.COSINE_TEMPERATURE = 0.0
 
     # sigmoid_ce and focal.
     _C.SIGMOID = CN()

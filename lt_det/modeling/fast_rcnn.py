@@ -28,6 +28,8 @@ from lt_det.evaluation.fixed_ap import fast_rcnn_inference_top_k_per_class
 from lt_det.losses import LTLoss, build_loss
 from lt_det.losses.base import check_num_classes
 
+from .cosine import CosineLinear
+
 __all__ = ["LTFastRCNNOutputLayers"]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         cls_loss: LTLoss,
         class_frequency: Optional[Sequence[str]] = None,
         fixed_ap_topk_per_class: Optional[int] = None,
+        cosine_temperature: float = 0.0,
         **kwargs,
     ):
         """
@@ -59,6 +62,8 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
                 None logs the overall statistics only.
             fixed_ap_topk_per_class: Fixed AP's inference mode: keep this many detections per
                 class per image and no cap across classes; None = detectron2's inference.
+            cosine_temperature: > 0 makes the classifier a :class:`CosineLinear` with this
+                temperature (mmdetection's Seesaw LVIS config: 20); 0 = ``nn.Linear``.
         """
         super().__init__(input_shape, **kwargs)
         if cls_loss.num_classes != self.num_classes:
@@ -67,7 +72,11 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
             input_shape = ShapeSpec(channels=input_shape)
         input_size = input_shape.channels * (input_shape.width or 1) * (input_shape.height or 1)
         self.cls_loss = cls_loss
-        self.cls_score = nn.Linear(input_size, cls_loss.num_logits(self.num_classes))
+        num_logits = cls_loss.num_logits(self.num_classes)
+        if cosine_temperature > 0:
+            self.cls_score = CosineLinear(input_size, num_logits, cosine_temperature)
+        else:
+            self.cls_score = nn.Linear(input_size, num_logits)
         cls_loss.init_classifier(self.cls_score)
         # (K,) index into FREQUENCY_GROUPS of each class, or None.
         group = None
@@ -84,6 +93,7 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         ret["class_frequency"] = _class_frequency(cfg)
         fixed_ap = cfg.TEST.LVIS_EVAL.FIXED_AP
         ret["fixed_ap_topk_per_class"] = fixed_ap.TOPK_PER_CLASS_PER_IMAGE if fixed_ap.ENABLED else None
+        ret["cosine_temperature"] = cfg.MODEL.LT_LOSS.COSINE_TEMPERATURE
         return ret
 
     def inference(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]):

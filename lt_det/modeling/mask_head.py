@@ -14,8 +14,7 @@ the chunk. The masks equal detectron2's up to float summation order.
 Select it with ``MODEL.ROI_MASK_HEAD.NAME: "ClassSelectMaskRCNNConvUpsampleHead"``.
 
 With ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE`` > 0 its 1x1 predictor is GOL's normalised one
-(mmdetection's ``NormedConv2d``, as GOL's released config uses it with temperature 20): per pixel,
-``logit_c = t * (x / ||x||) . (w_c / ||w_c||) + b_c``, norms over channels.
+(:class:`lt_det.modeling.cosine.CosineConv2d`, as GOL's released config uses it with t = 20).
 
 Shorthand: R detections (all images of the batch), C channels, K classes, M mask side.
 """
@@ -23,7 +22,6 @@ from typing import List
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import cat
@@ -34,9 +32,9 @@ from detectron2.modeling.roi_heads.mask_head import (
 )
 from detectron2.structures import Instances
 
-__all__ = ["ClassSelectMaskRCNNConvUpsampleHead", "CosineConv2d", "add_mask_head_config"]
+from .cosine import CosineConv2d
 
-_EPS = 1e-6  # mmdetection NormedConv2d's eps, added to each norm
+__all__ = ["ClassSelectMaskRCNNConvUpsampleHead", "add_mask_head_config"]
 
 
 def add_mask_head_config(cfg) -> None:
@@ -44,24 +42,6 @@ def add_mask_head_config(cfg) -> None:
     # Temperature t of a normalised (cosine) 1x1 mask predictor; 0 keeps detectron2's plain conv.
     # GOL (Alexandridis et al., released config): 20. Read by ClassSelectMaskRCNNConvUpsampleHead.
     cfg.MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE = 0.0
-
-
-class CosineConv2d(nn.Conv2d):
-    """1x1 conv on channel-normalised features with row-normalised weights, scaled by t:
-    (R, C, H, W) -> (R, K, H, W), ``t * (x/||x||) . (w_k/||w_k||) + b_k``."""
-
-    def __init__(self, in_channels: int, out_channels: int, temperature: float):
-        super().__init__(in_channels, out_channels, kernel_size=1)
-        self.temperature = temperature
-
-    def normalized_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x / (x.norm(dim=1, keepdim=True) + _EPS) * self.temperature
-
-    def normalized_weight(self) -> torch.Tensor:
-        return self.weight / (self.weight.flatten(1).norm(dim=1)[:, None, None, None] + _EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(self.normalized_input(x), self.normalized_weight(), self.bias)
 
 
 @ROI_MASK_HEAD_REGISTRY.register()

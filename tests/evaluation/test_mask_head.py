@@ -48,7 +48,7 @@ def test_registered_for_config():
 
 
 def test_cosine_predictor_by_hand():
-    from lt_det.modeling.mask_head import CosineConv2d
+    from lt_det.modeling.cosine import CosineConv2d
 
     conv = CosineConv2d(2, 2, temperature=20.0)
     with torch.no_grad():
