@@ -27,7 +27,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))
     parser.add_argument("--tasks", nargs="+", choices=["bbox", "segm"],
-                        help="default: bbox, and segm when the results have segmentations")
+                        help="default: bbox when the results have boxes, segm when they have segmentations")
     parser.add_argument("--fixed-ap", action="store_true", help="also report Fixed AP (Dave et al.)")
     parser.add_argument("--dets-per-class", type=int, default=10000, help="Fixed AP's detections per class")
     parser.add_argument("--no-per-class", action="store_true", help="skip the per-class CSV/JSON/plots")
@@ -38,7 +38,10 @@ def main(argv=None) -> dict:
         results = json.load(f)
     if not isinstance(results, list):
         raise ValueError(f"{args.results}: expected a list of detections, got {type(results).__name__}")
-    tasks = args.tasks or (["bbox", "segm"] if any("segmentation" in r for r in results[:1]) else ["bbox"])
+    # Default: each task whose field the detections carry (lt_det's own segm file has no "bbox").
+    tasks = args.tasks or [t for t, key in (("bbox", "bbox"), ("segm", "segmentation")) if results and key in results[0]]
+    if not tasks:
+        tasks = ["bbox"]  # empty results: NaN metrics with a warning
     metrics = evaluate_lvis(
         GroundTruthInfo.load(args.annotations),
         lambda: iter(results),

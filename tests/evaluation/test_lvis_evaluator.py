@@ -119,6 +119,13 @@ def test_standalone_command_matches_evaluator(tmp_path):
     with open(tmp_path / "out" / "metrics.json") as f:
         assert json.load(f)["bbox"]["APf"] == pytest.approx(AP_1 * 100, abs=1e-9)
 
+    # A segm-only results file (as lt_det writes lvis_results_segm.json) evaluates segm only.
+    with open(results_json, "w") as f:
+        json.dump([{k: v for k, v in d.items() if k != "bbox"} for d in DETS], f)
+    metrics = tool.main([gt_json, results_json, "--output-dir", str(tmp_path / "out_segm"), "--no-per-class"])
+    assert set(metrics) == {"segm"}
+    assert metrics["segm"]["AP"] == pytest.approx((AP_1 + AP_2) / 2 * 100, abs=1e-9)
+
 
 @pytest.mark.parametrize("field, bad, message", [("image_id", 99, "image id"), ("category_id", 0, "category id")])
 def test_unknown_ids_are_a_clear_error(tmp_path, field, bad, message):
