@@ -42,7 +42,8 @@ def pip(*args: str, check: bool = True) -> int:
 
 
 def detectron2_importable() -> bool:
-    return subprocess.run([sys.executable, "-c", "import detectron2"]).returncode == 0
+    check = subprocess.run([sys.executable, "-c", "import detectron2"], stderr=subprocess.DEVNULL)
+    return check.returncode == 0
 
 
 def install_registry_release() -> None:
