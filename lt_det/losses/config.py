@@ -27,7 +27,8 @@ def add_loss_config(cfg: CN) -> None:
     cfg.MODEL.LT_LOSS = CN()
     _C = cfg.MODEL.LT_LOSS
     # Registered loss name (lt_det.losses.list_losses()): softmax_ce (detectron2's default),
-    # sigmoid_ce, focal, inverse_frequency, class_balanced, balanced_softmax, balanced_sigmoid,
+    # sigmoid_ce, focal, inverse_frequency, class_balanced, class_balanced_focal, balanced_softmax,
+    # balanced_sigmoid,
     # eql, softmax_eql, droploss, gumbel_ce, federated, bags, seesaw, or a downstream one.
     _C.NAME = "softmax_ce"
     # lambda: a class j is "tail" when its image frequency f_j = image_count_j / M < lambda

@@ -155,7 +155,7 @@ def for_row_blocks(block_fn: Callable[[slice], torch.Tensor], num_rows: int, num
 
 class _WeightedBinaryLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, gt_classes, num_columns, activation, ignore, logit_shift, shift_rows):
+    def forward(ctx, logits, gt_classes, num_columns, activation, ignore, logit_shift, shift_rows, row_weights):
         num_rows, k = logits.shape[0], num_columns
         grad = torch.empty_like(logits)
         if logits.shape[1] > k:
@@ -177,6 +177,9 @@ class _WeightedBinaryLoss(torch.autograd.Function):
                 keep = torch.rsub(ignore(rows), 1.0)
                 loss.mul_(keep)
                 dz.mul_(keep)
+            if row_weights is not None:
+                loss.mul_(row_weights[rows, None])
+                dz.mul_(row_weights[rows, None])
             torch.mul(dz, scale, out=grad[rows, :k])
             return loss.sum(dtype=torch.float64)
 
@@ -189,7 +192,10 @@ class _WeightedBinaryLoss(torch.autograd.Function):
             z_pos = z_pos + (logit_shift[cols] if shift_rows is None else shift_rows[pos] * logit_shift[cols])
         with torch.enable_grad():
             z_pos = z_pos.detach().requires_grad_()
-            loss_pos = activation.positive(z_pos).sum()
+            loss_pos = activation.positive(z_pos)
+            if row_weights is not None:
+                loss_pos = loss_pos * row_weights[pos]
+            loss_pos = loss_pos.sum()
             (dz_pos,) = torch.autograd.grad(loss_pos, z_pos)
         grad[pos, cols] = dz_pos * scale
         ctx.save_for_backward(grad)
@@ -205,7 +211,7 @@ class _WeightedBinaryLoss(torch.autograd.Function):
             raise RuntimeError("weighted_binary_loss supports one backward pass per forward (no retain_graph)")
         ctx.used = True
         (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_output), None, None, None, None, None, None
+        return grad.mul_(grad_output), None, None, None, None, None, None, None
 
 
 def weighted_binary_loss(
@@ -216,6 +222,7 @@ def weighted_binary_loss(
     ignore: Optional[BlockFn] = None,
     logit_shift: Optional[torch.Tensor] = None,
     shift_rows: Optional[torch.Tensor] = None,
+    row_weights: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``sum_ij w_ij * l(z_ij + s_ij, y_ij) / R``, fused (one pass, one gradient buffer).
 
@@ -229,12 +236,15 @@ def weighted_binary_loss(
             ``w = 1 - I * (1 - y)``, so positives always keep weight 1. None: every weight is 1.
         logit_shift: (K,) constant s_j added to every logit of column j (no gradient).
         shift_rows: (R,) float 0/1: the rows that get ``logit_shift`` (None: every row).
+        row_weights: (R,) float v_i multiplying every term of row i, positives included:
+            ``w_ij = v_i * (1 - I_ij * (1 - y_ij))`` (None: v = 1).
 
     Returns:
         scalar loss with ``d loss / d logits = w * l'(z + s, y) / R``.
     """
     num_columns = logits.shape[1] if num_columns is None else num_columns
-    return _WeightedBinaryLoss.apply(logits, gt_classes, num_columns, activation, ignore, logit_shift, shift_rows)
+    return _WeightedBinaryLoss.apply(logits, gt_classes, num_columns, activation, ignore, logit_shift, shift_rows,
+                                     row_weights)
 
 
 

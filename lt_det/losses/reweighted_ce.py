@@ -1,8 +1,12 @@
-"""Class-weighted softmax CE: inverse-frequency and class-balanced re-weighting (SPEC section 1).
+"""Class-weighted losses: inverse-frequency and class-balanced re-weighting (SPEC section 1).
 
-Logits (R, K + 1). Loss = mean over RoIs of ``w[gt_i] * CE_i`` (each RoI's CE times its class
-weight, averaged over RoIs as mmdetection's ``avg_factor`` does; not PyTorch's weighted mean,
-which divides by the summed weights). ``w_bg = 1``. Scores = softmax.
+Softmax CE: logits (R, K + 1). Loss = mean over RoIs of ``w[gt_i] * CE_i`` (each RoI's CE times
+its class weight, averaged over RoIs as mmdetection's ``avg_factor`` does; not PyTorch's weighted
+mean, which divides by the summed weights). ``w_bg = 1``. Scores = softmax.
+
+Class-balanced focal (Cui et al.'s other variant): the sigmoid focal loss with every term of RoI i
+weighted by ``w[gt_i]`` and no alpha_t (their code passes the class weights as alpha), summed over
+(RoI, class) and divided by R; logits and scores as the ``focal`` loss.
 """
 from typing import Sequence, Tuple
 
@@ -11,8 +15,8 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 
-from .base import LTLoss, class_stats_for, positive_counts
-from .functional import softmax_ce
+from .base import BinaryLoss, LTLoss, class_stats_for, positive_counts
+from .functional import SigmoidFocal, softmax_ce, weighted_binary_loss
 from .registry import register_loss
 
 
@@ -74,3 +78,40 @@ class ClassBalancedCE(WeightedSoftmaxCE):
             "instance_count": stats.instance_count,
             "beta": cfg.MODEL.LT_LOSS.CLASS_BALANCED.BETA,
         }
+
+
+@register_loss("class_balanced_focal")
+class ClassBalancedFocal(BinaryLoss):
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        instance_count: Sequence[int],
+        beta: float = 0.999,
+        gamma: float = 2.0,
+        background_logit: bool = True,
+        prior_prob: float = 0.0,
+    ):
+        super().__init__(num_classes, "sigmoid", prior_prob, background_logit)
+        self.focal = SigmoidFocal(alpha=-1.0, gamma=gamma)  # alpha < 0: no alpha_t
+        weights = class_balanced_weights(instance_count, beta)
+        self.register_buffer("class_weights", torch.cat([weights.float(), weights.new_ones(1).float()]),
+                             persistent=False)  # (K + 1,), bg = 1
+
+    @classmethod
+    def from_config(cls, cfg):
+        stats = class_stats_for(cfg, "class_balanced_focal")
+        return {
+            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "instance_count": stats.instance_count,
+            "beta": cfg.MODEL.LT_LOSS.CLASS_BALANCED.BETA,
+            "gamma": cfg.MODEL.LT_LOSS.FOCAL.GAMMA,
+            "background_logit": cfg.MODEL.LT_LOSS.SIGMOID.BACKGROUND_LOGIT,
+            "prior_prob": cfg.MODEL.LT_LOSS.SIGMOID.PRIOR_PROB,
+        }
+
+    def loss(self, logits, gt_classes, **extras):
+        """(R, K [+ 1]) logits, (R,) labels -> sum w[gt_i] * focal_ij / R."""
+        return weighted_binary_loss(logits, gt_classes, self.num_classes, self.focal,
+                                    row_weights=self.class_weights[gt_classes])

@@ -17,7 +17,8 @@ from loss_stats_dataset import NUM_CLASSES as K
 from loss_stats_dataset import loss_cfg
 
 BUILT_IN = {
-    "softmax_ce", "sigmoid_ce", "focal", "inverse_frequency", "class_balanced", "balanced_softmax",
+    "softmax_ce", "sigmoid_ce", "focal", "inverse_frequency", "class_balanced", "class_balanced_focal",
+    "balanced_softmax",
     "balanced_sigmoid", "eql", "softmax_eql", "droploss", "gumbel_ce", "federated", "bags", "seesaw",
 }
 

@@ -280,3 +280,32 @@ def test_released_lambdas_mark_the_released_tail_counts(cat_info, num_images, th
         stats = ClassStats.from_records(sorted(json.load(f), key=lambda c: c["id"]), num_images)
     loss = EqualizationLoss(num_classes=stats.num_classes, image_frequency=stats.image_frequency, threshold=threshold)
     assert int(loss.tail.sum()) == num_tail
+
+
+def test_class_balanced_focal_by_hand():
+    """beta = 0.5, instance counts (1, 2): raw weights (1 - b) / (1 - b^n) = (1, 2/3), normalised to
+    sum K = 2: (1.2, 0.8); background rows weigh 1. At z = 0 every focal term (gamma 2, no alpha)
+    is p^2 log 2 = 0.25 log 2 and its derivative +-0.25 (log 2 + 0.5)."""
+    from lt_det.losses.reweighted_ce import ClassBalancedFocal
+
+    loss = ClassBalancedFocal(num_classes=2, instance_count=[1, 2], beta=0.5, gamma=2.0, background_logit=False)
+    z = torch.zeros(2, 2, requires_grad=True)
+    value = loss(z, torch.tensor([0, 2]))  # a class-0 RoI and a background RoI
+    value.backward()
+    assert value.item() == pytest.approx((1.2 * 2 + 1.0 * 2) * 0.25 * math.log(2.0) / 2)
+    d = 0.25 * (math.log(2.0) + 0.5) / 2
+    expected = torch.tensor([[-1.2 * d, 1.2 * d], [d, d]])
+    torch.testing.assert_close(z.grad, expected)
+
+
+def test_class_balanced_focal_with_equal_counts_is_focal_without_alpha():
+    from lt_det.losses.reweighted_ce import ClassBalancedFocal
+
+    balanced = ClassBalancedFocal(num_classes=K, instance_count=[7] * K, gamma=2.0, background_logit=False)
+    focal = SigmoidFocalLoss(num_classes=K, alpha=-1.0, gamma=2.0, background_logit=False)
+    z1 = torch.tensor(LOGITS, requires_grad=True)
+    z2 = torch.tensor(LOGITS, requires_grad=True)
+    a, b = balanced(z1, torch.tensor(GT)), focal(z2, torch.tensor(GT))
+    (a + b).backward()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(z1.grad, z2.grad)
