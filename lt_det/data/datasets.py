@@ -25,6 +25,14 @@ LVIS_RARE_MAX_IMAGES = 10  # LVIS: rare = 1-10 training images
 LVIS_COMMON_MAX_IMAGES = 100  # LVIS: common = 11-100, frequent > 100
 
 
+def frequency_group(image_count: int, common_max: int = LVIS_COMMON_MAX_IMAGES) -> str:
+    """LVIS's "r" / "c" / "f" of a class seen in ``image_count`` training images (rare: 1-10;
+    common: up to ``common_max``, LVIS's 100 unless a smaller set scales it)."""
+    if image_count <= LVIS_RARE_MAX_IMAGES:
+        return "r"
+    return "c" if image_count <= common_max else "f"
+
+
 def _read_json(json_file: str) -> dict:
     if not PathManager.exists(json_file):
         raise FileNotFoundError(f"LVIS-format annotation json not found: {json_file}")
@@ -61,9 +69,7 @@ def class_statistics(lvis_json: dict, source: str = "") -> Tuple[List[dict], int
             instances[a["category_id"]] += 1
         counts = {}
         for cid, imgs in images.items():
-            n = len(imgs)
-            freq = "r" if n <= LVIS_RARE_MAX_IMAGES else ("c" if n <= LVIS_COMMON_MAX_IMAGES else "f")
-            counts[cid] = (n, instances[cid], freq)
+            counts[cid] = (len(imgs), instances[cid], frequency_group(len(imgs)))
     records = [
         {"id": c["id"], "name": c["name"], "image_count": int(counts[c["id"]][0]),
          "instance_count": int(counts[c["id"]][1]), "frequency": counts[c["id"]][2]}

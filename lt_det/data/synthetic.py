@@ -39,6 +39,8 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
+from .datasets import LVIS_COMMON_MAX_IMAGES, LVIS_RARE_MAX_IMAGES, frequency_group
+
 SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross")
 COLOURS = {  # RGB, far apart so a colour is identifiable under the noise
     "red": (220, 40, 40),
@@ -49,8 +51,6 @@ COLOURS = {  # RGB, far apart so a colour is identifiable under the noise
     "cyan": (40, 200, 210),
 }
 GENERATOR_VERSION = 2  # bump when the same parameters start producing different output
-LVIS_RARE_MAX_IMAGES = 10  # LVIS: rare = 1-10 training images
-LVIS_COMMON_MAX_IMAGES = 100  # LVIS: common = 11-100, frequent > 100
 DEFAULT_MAX_IMAGES_PER_CLASS = 400  # the size at which the LVIS boundary 100 is used unscaled
 
 
@@ -75,12 +75,6 @@ class SyntheticLTConfig:
         """The common/frequent boundary: LVIS's 100 images, scaled with the largest class."""
         scaled = LVIS_COMMON_MAX_IMAGES * self.max_images_per_class / DEFAULT_MAX_IMAGES_PER_CLASS
         return max(LVIS_RARE_MAX_IMAGES + 1, int(round(scaled)))
-
-
-def frequency_of(image_count: int, cfg: SyntheticLTConfig) -> str:
-    if image_count <= LVIS_RARE_MAX_IMAGES:
-        return "r"
-    return "c" if image_count <= cfg.common_max_images else "f"
 
 
 def class_image_counts(cfg: SyntheticLTConfig) -> List[int]:
@@ -261,7 +255,7 @@ def generate(out_dir: str, cfg: SyntheticLTConfig = SyntheticLTConfig()) -> Dict
     categories = [
         {"id": c, "name": f"{class_defs[c][1]}_{class_defs[c][0]}", "synset": f"synthetic.{c}",
          "image_count": image_count[c], "instance_count": instance_count[c],
-         "frequency": frequency_of(image_count[c], cfg)}
+         "frequency": frequency_group(image_count[c], cfg.common_max_images)}
         for c in sorted(class_defs)
     ]
     paths = {}
