@@ -7,11 +7,13 @@ to softmax CE (detectron2's F.cross_entropy) is from the same rounds. Wall time 
 measure; the process's CPU time (all threads) is printed next to it, since on a shared machine
 waiting for a core inflates wall time. Runs on CPU, and on CUDA when present. The Gumbel
 activation of EQL / DropLoss / Federated (GOL = DropLoss + Gumbel) is timed as extra rows.
+The fused kernels run compiled (torch.compile) unless --no-compile; the first call of each loss
+(round 0, not in the median) includes its compilation and is printed as "1st s".
 
 Class statistics are LVIS v1's, read from an LVIS-format categories file
 (default tests/data/lvis_v1_train_cat_info.json).
 
-    python tools/benchmark_losses.py [--repeats 7] [--threads 2] [--devices cpu cuda]
+    python tools/benchmark_losses.py [--repeats 7] [--threads 2] [--devices cpu cuda] [--no-compile]
 """
 import argparse
 import json
@@ -26,6 +28,7 @@ from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 
 from lt_det.losses import add_loss_config, build_loss, list_losses
+from lt_det.losses import kernels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = {"bags": 2.0, "seesaw": 2.0}  # the issue's targets, as a ratio to softmax CE
@@ -46,6 +49,7 @@ def build(name: str, num_classes: int, *opts):
     cfg.DATASETS.TRAIN = (BENCH_DATASET,)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
     cfg.MODEL.LT_LOSS.NAME = name
+    cfg.MODEL.LT_LOSS.COMPILE = kernels.compile_enabled()
     cfg.merge_from_list(list(opts))
     return build_loss(cfg)
 
@@ -84,21 +88,28 @@ def benchmark(device: torch.device, num_rois: int, num_classes: int, repeats: in
             inputs[n] = (torch.randn(num_rois, n, generator=gen) * 2).to(device)
     wall = {label: [] for label, _ in variants}
     cpu = {label: [] for label, _ in variants}
-    for round_ in range(repeats + 1):  # round 0 warms up
+    first = {}
+    for round_ in range(repeats + 1):  # round 0 warms up (and compiles)
         for label, loss in variants:
             w, c = time_once(loss, inputs[loss.num_logits(num_classes)], gt, device)
             if round_:
                 wall[label].append(w)
                 cpu[label].append(c)
+            else:
+                first[label] = w
     base_wall, base_cpu = statistics.median(wall["softmax_ce"]), statistics.median(cpu["softmax_ce"])
     print(f"\n{device.type}: R={num_rois}, K={num_classes}, median of {repeats} rounds, "
-          f"{torch.get_num_threads()} threads (CPU time: this process's, all threads)")
-    print(f"{'loss':<20}{'wall ms':>9}{'x CE':>7}{'cpu ms':>9}{'x CE':>7}{'target':>8}")
+          f"{torch.get_num_threads()} threads (CPU time: this process's, all threads), "
+          f"fused kernels {'compiled' if kernels.compile_enabled() else 'eager'}")
+    print(f"{'loss':<20}{'wall ms':>9}{'x CE':>7}{'cpu ms':>9}{'x CE':>7}{'1st s':>7}{'target':>8}")
     for label, _ in variants:
         w, c = statistics.median(wall[label]), statistics.median(cpu[label])
         target = TARGET.get(label, DEFAULT_TARGET)
         flag = "" if w / base_wall <= target else "  over target (wall)"
-        print(f"{label:<20}{1e3 * w:>9.1f}{w / base_wall:>7.2f}{1e3 * c:>9.1f}{c / base_cpu:>7.2f}{target:>8.1f}{flag}")
+        print(f"{label:<20}{1e3 * w:>9.1f}{w / base_wall:>7.2f}{1e3 * c:>9.1f}{c / base_cpu:>7.2f}"
+              f"{first[label]:>7.1f}{target:>8.1f}{flag}")
+    for name, error in kernels.compile_failures().items():
+        print(f"{name} ran eagerly: its compilation failed ({error!r})")
 
 
 def main():
@@ -110,8 +121,10 @@ def main():
     parser.add_argument("--cat-info", default=os.path.join(REPO, "tests/data/lvis_v1_train_cat_info.json"),
                         help="LVIS-format categories with image_count / instance_count / frequency")
     parser.add_argument("--num-images", type=int, default=99388, help="M (LVIS v1 train: 99,388)")
+    parser.add_argument("--no-compile", action="store_true", help="run the fused kernels eagerly")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    kernels.set_compile(not args.no_compile)
     num_classes = register_stats(args.cat_info, args.num_images)
     for name in args.devices:
         if name == "cuda" and not torch.cuda.is_available():

@@ -8,6 +8,7 @@ selects "federated".
 """
 from detectron2.config import CfgNode as CN
 
+from .kernels import set_compile
 from .registry import get_loss_class
 
 
@@ -42,6 +43,12 @@ def add_loss_config(cfg: CN) -> None:
     # Temperature t of a normalised (cosine) classifier, t * cos(x, w_k) + b_k, for any loss;
     # 0 keeps the linear classifier. mmdetection's Seesaw LVIS config uses 20 (NormedLinear).
     _C.COSINE_TEMPERATURE = 0.0
+    # Compile the fused loss kernels (sigmoid family, softmax CE family) with torch.compile
+    # (ours). True: one vectorised, multi-threaded pass per loss (needs a C++ compiler on CPU,
+    # Triton on CUDA; costs seconds on first use, cached on disk); a failing compile falls back to
+    # False with a warning. False: the same formulas in eager PyTorch over row blocks (slower).
+    # Process-wide (lt_det.losses.kernels.set_compile).
+    _C.COMPILE = True
 
     # sigmoid_ce and focal.
     _C.SIGMOID = CN()
@@ -123,5 +130,7 @@ def resolve_loss_name(cfg: CN) -> str:
 
 
 def build_loss(cfg: CN):
-    """The registered loss selected by ``cfg``, built from ``cfg``."""
+    """The registered loss selected by ``cfg``, built from ``cfg`` (also applies
+    MODEL.LT_LOSS.COMPILE to the fused kernels)."""
+    set_compile(cfg.MODEL.LT_LOSS.COMPILE)
     return get_loss_class(resolve_loss_name(cfg))(cfg)

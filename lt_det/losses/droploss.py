@@ -6,7 +6,8 @@ Logits (R, K), no background logit. ``T_j = 1[f_j < lambda]``, ``fg_i = 1[gt_i !
 ``w_ij = 1 - (D_ij + fg_i) T_j (1 - y_ij)``: foreground RoIs behave exactly like EQL; on
 background RoIs each tail-class negative is dropped with probability 1 - ratio. With no
 foreground RoI nothing is dropped. ``L = sum w * l(z, y) / R`` with BCE or (GOL) the Gumbel BCE.
-U is drawn one row block at a time (the same distribution, never materialised at (R, K)).
+U comes from a counter-based hash (:mod:`lt_det.losses.counter_rng`) inside the fused kernel:
+the released code's distribution, not torch.rand's stream, and never materialised at (R, K).
 Test: the activation and a zero background column.
 """
 from typing import Sequence
@@ -16,7 +17,8 @@ import torch
 from detectron2.config import configurable
 
 from .base import BinaryLoss, class_stats_for, tail_classes
-from .functional import weighted_binary_loss
+from .counter_rng import draw_keys
+from .functional import RandomDrop, weighted_binary_loss
 from .registry import register_loss
 
 
@@ -35,7 +37,6 @@ class DropLoss(BinaryLoss):
         super().__init__(num_classes, activation, prior_prob, background_logit=False)
         tail = tail_classes(image_frequency, threshold, "DropLoss")
         self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1
-        self.register_buffer("tail_index", tail.nonzero().squeeze(1), persistent=False)  # (T,)
 
     @classmethod
     def from_config(cls, cfg):
@@ -53,25 +54,10 @@ class DropLoss(BinaryLoss):
         if not is_fg.any():
             return weighted_binary_loss(logits, gt_classes, activation=self.activation)
         ratio = self.tail[gt_classes[is_fg]].mean()
-        fg = is_fg.float()[:, None]
-        # U is drawn block by block, each block from its own generator seeded by one draw of the
-        # global one: reproducible under torch.manual_seed.
-        seed = int(torch.randint(1 << 62, (1,)))
-
-        def ignore(rows):
-            # I = (D + fg) T with D = 1[U (1 - fg) > ratio]. On a foreground row D = 0, so I = T;
-            # on a background row I = 1[U > ratio] T. U is therefore only needed, and only drawn,
-            # for background rows x tail columns (the generator is the cost of this loss).
-            fg_rows = fg[rows]
-            mask = fg_rows * self.tail  # (B, K): T on foreground rows, 0 elsewhere
-            bg = (fg_rows[:, 0] == 0).nonzero().squeeze(1)
-            if len(bg) and len(self.tail_index):
-                generator = torch.Generator(device=logits.device)
-                generator.manual_seed(seed + rows.start)
-                u = torch.rand(len(bg), len(self.tail_index), generator=generator, device=logits.device)
-                dropped = torch.zeros(len(bg), self.num_classes, device=logits.device)
-                dropped[:, self.tail_index] = u.sub_(ratio).sign_().clamp_(min=0.0)  # 1[U > ratio]
-                mask.index_copy_(0, bg, dropped)
-            return mask
-
-        return weighted_binary_loss(logits, gt_classes, activation=self.activation, ignore=ignore)
+        fg = is_fg.float()
+        # I = (D + fg) T with D = 1[U (1 - fg) > ratio]: on a foreground row D = 0, so I = T; on a
+        # background row I = 1[U > ratio] T.
+        drop = RandomDrop(rows=1.0 - fg, ratio=ratio, keys=draw_keys(logits.device))
+        return weighted_binary_loss(
+            logits, gt_classes, activation=self.activation, ignore_cols=self.tail, ignore_rows=fg, drop=drop
+        )

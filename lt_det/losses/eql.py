@@ -79,10 +79,11 @@ class EqualizationLoss(BinaryLoss):
 
     def loss(self, logits, gt_classes, proposals=None, **extras):
         """(R, K) logits, (R,) labels [, proposals with ``gt_image_labels``] -> sum w BCE / R."""
-        fg = (gt_classes < self.num_classes).float()[:, None]
+        fg = (gt_classes < self.num_classes).float()
+        unverified = None
         if self.use_image_labels:
             unverified = 1.0 - verified_classes(proposals, self.num_classes).float()
-            ignore = lambda rows: fg[rows] * self.tail * unverified[rows]  # noqa: E731
-        else:
-            ignore = lambda rows: fg[rows] * self.tail  # noqa: E731
-        return weighted_binary_loss(logits, gt_classes, activation=self.activation, ignore=ignore)
+        return weighted_binary_loss(
+            logits, gt_classes, activation=self.activation, ignore_cols=self.tail, ignore_rows=fg,
+            ignore_full=unverified,
+        )

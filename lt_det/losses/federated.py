@@ -80,7 +80,5 @@ class FederatedLoss(BinaryLoss):
 
     def loss(self, logits, gt_classes, **extras):
         """(R, K + 1) or (R, K) logits, (R,) labels -> sum_{j in S} l(z_ij, y_ij) / R."""
-        unsampled = (1.0 - federated_classes(gt_classes, self.class_weights, self.num_sampled))[None, :]
-        return weighted_binary_loss(
-            logits, gt_classes, self.num_classes, self.activation, ignore=lambda rows: unsampled
-        )
+        unsampled = 1.0 - federated_classes(gt_classes, self.class_weights, self.num_sampled)
+        return weighted_binary_loss(logits, gt_classes, self.num_classes, self.activation, ignore_cols=unsampled)

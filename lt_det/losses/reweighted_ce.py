@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 
 from .base import BinaryLoss, LTLoss, class_stats_for, positive_counts
-from .functional import SigmoidFocal, softmax_ce, weighted_binary_loss
+from .functional import sigmoid_focal, softmax_ce, weighted_binary_loss
 from .registry import register_loss
 
 
@@ -94,7 +94,7 @@ class ClassBalancedFocal(BinaryLoss):
         prior_prob: float = 0.0,
     ):
         super().__init__(num_classes, "sigmoid", prior_prob, background_logit)
-        self.focal = SigmoidFocal(alpha=-1.0, gamma=gamma)  # alpha < 0: no alpha_t
+        self.focal = sigmoid_focal(alpha=-1.0, gamma=gamma)  # alpha < 0: no alpha_t
         weights = class_balanced_weights(instance_count, beta)
         self.register_buffer("class_weights", torch.cat([weights.float(), weights.new_ones(1).float()]),
                              persistent=False)  # (K + 1,), bg = 1

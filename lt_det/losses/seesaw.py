@@ -18,10 +18,8 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 
 from .base import LTLoss
+from .functional import seesaw_class_ce
 from .registry import register_loss
-
-SELF_SCORE_MIN = 1e-2  # mmdetection's eps on sigma_iy
-
 
 @register_loss("seesaw")
 class SeesawLoss(LTLoss):
@@ -52,19 +50,11 @@ class SeesawLoss(LTLoss):
         loss_objectness = F.cross_entropy(objectness, is_bg, reduction="sum") / num_rois
 
         fg = (is_bg == 0).nonzero().squeeze(1)
-        z, labels = class_logits[fg], gt_classes[fg]
-        log_weights = z.new_zeros(z.shape)
-        if self.p > 0:
-            counts = self.cum_samples[: self.num_classes].clamp(min=1.0)
-            ratio = counts[None, :] / counts[labels][:, None]  # N_j / N_y
-            log_weights += ratio.log_().clamp_(max=0.0).mul_(self.p)  # log M: p log(N_j / N_y) where < 0
-        if self.q > 0:
-            sigma = F.softmax(z.detach(), dim=1)
-            self_score = sigma.gather(1, labels[:, None]).clamp(min=SELF_SCORE_MIN)
-            ratio = sigma / self_score
-            log_weights += ratio.log_().clamp_(min=0.0).mul_(self.q)  # log C: q log(ratio) where > 0
-        log_weights.scatter_(1, labels[:, None], 0.0)
-        loss_classes = F.cross_entropy(z + log_weights, labels, reduction="sum") / num_rois
+        if len(fg) == 0:
+            return loss_objectness
+        weights = logits.new_full((len(fg),), 1.0 / num_rois)
+        counts = self.cum_samples[: self.num_classes]
+        loss_classes = seesaw_class_ce(class_logits[fg], gt_classes[fg], weights, counts, self.p, self.q)
         return loss_classes + loss_objectness
 
     def scores(self, logits):

@@ -7,7 +7,7 @@ Logits (R, K + 1) with the background logit unused (detectron2 main's USE_SIGMOI
 from detectron2.config import configurable
 
 from .base import BinaryLoss
-from .functional import SigmoidFocal, weighted_binary_loss
+from .functional import sigmoid_focal, weighted_binary_loss
 from .registry import register_loss
 
 
@@ -47,7 +47,7 @@ class SigmoidFocalLoss(BinaryLoss):
         prior_prob: float = 0.0,
     ):
         super().__init__(num_classes, "sigmoid", prior_prob, background_logit)
-        self.focal = SigmoidFocal(alpha, gamma)
+        self.focal = sigmoid_focal(alpha, gamma)
 
     @classmethod
     def from_config(cls, cfg):

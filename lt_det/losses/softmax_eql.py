@@ -13,7 +13,8 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 
 from .base import LTLoss, class_stats_for, tail_classes
-from .functional import softmax_ce
+from .counter_rng import draw_keys
+from .functional import RandomRemoval, softmax_ce
 from .registry import register_loss
 
 
@@ -39,12 +40,10 @@ class SoftmaxEQL(LTLoss):
 
     def loss(self, logits, gt_classes, **extras):
         """(R, K + 1) logits, (R,) labels -> mean CE with sampled tail classes masked out."""
-        fg = (gt_classes < self.num_classes).nonzero().squeeze(1)
-        drop = (torch.rand(len(fg), self.num_classes, device=logits.device) < self.gamma) & self.tail.bool()
-        drop[torch.arange(len(fg), device=logits.device), gt_classes[fg]] = False
-        mask = torch.zeros_like(logits, dtype=torch.bool)
-        mask[fg, : self.num_classes] = drop
-        return softmax_ce(logits, gt_classes, mask=mask)
+        fg = (gt_classes < self.num_classes).float()
+        tail = torch.cat([self.tail, self.tail.new_zeros(1)])  # the background logit is never removed
+        removal = RandomRemoval(rows=fg, cols=tail, prob=self.gamma, keys=draw_keys(logits.device))
+        return softmax_ce(logits, gt_classes, removal=removal)
 
     def scores(self, logits):
         """(R, K + 1) -> softmax (R, K + 1)."""

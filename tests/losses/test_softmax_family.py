@@ -211,6 +211,19 @@ def test_seesaw_by_hand(check):
     assert loss.cum_samples.tolist() == [10.0, 2.0, 1.0, 21.0]
 
 
+def test_seesaw_self_score_clamp_by_hand(check):
+    """sigma_iy < 1e-2 (label logit -3 against 4): compensation uses max(sigma_iy, 1e-2)."""
+    loss = SeesawLoss(num_classes=3, p=0.8, q=2.0)
+    loss.cum_samples += torch.tensor([4.0, 0.0, 1.0, 0.0])
+    logits = [[4.0, 0.0, -3.0, 0.2, -0.1]]
+    counts = [4.0, 1.0, 2.0]  # after this step's update; class 1 clamped to >= 1
+    sigma_y = math.exp(-3.0) / (math.exp(4.0) + 1.0 + math.exp(-3.0))
+    assert sigma_y < 1e-2
+    fg_total, fg_grad = seesaw_reference([logits[0][:3]], [2], counts, 0.8, 2.0)
+    grad = [fg_grad[0] + dce(logits[0][3:], 0)]
+    check(loss, logits, [2], fg_total + ce(logits[0][3:], 0), grad)
+
+
 def test_seesaw_p_q_zero_is_ce_on_class_logits():
     torch.manual_seed(0)
     loss = SeesawLoss(num_classes=5, p=0.0, q=0.0)
