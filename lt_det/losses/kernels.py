@@ -59,21 +59,31 @@ class FusedKernel:
         _kernels.append(self)
 
     def __call__(self, row_args: Sequence, shared_args: Sequence, num_rows: int, num_cols: int):
-        if _compile and self.compile_error is None:
-            try:
-                if self._compiled is None:
-                    # dynamic_threads: the code reads the thread count at run time; otherwise
-                    # inductor bakes in the count at compile time and its on-disk cache serves that
-                    # code to processes with other counts (a 1-thread compile stays serial).
-                    self._compiled = torch.compile(self.fn, dynamic=True, options={"cpp.dynamic_threads": True})
-                return self._compiled(*row_args, *shared_args)
-            except Exception as e:  # any compiler failure (inductor, C++ or Triton toolchain)
-                self.compile_error = e
-                logger.warning(
-                    f"torch.compile of {self.fn.__name__} failed; running it eagerly from now on "
-                    f"(correct, slower; MODEL.LT_LOSS.COMPILE: False skips the attempt): {e!r}"
-                )
-        return self.eager(row_args, shared_args, num_rows, num_cols)
+        device = next(a for a in row_args if a is not None).device
+        # The kernels compute in fp32 whatever the caller's autocast state; switching it off also
+        # keeps that state out of the compiled graph's guards (fewer recompilations).
+        with torch.autocast(device.type, enabled=False):
+            if _compile and self.compile_error is None:
+                try:
+                    return self._compiled_fn()(*row_args, *shared_args)
+                except Exception as e:  # any compiler failure (inductor, C++ or Triton toolchain)
+                    self.compile_error = e
+                    logger.warning(
+                        f"torch.compile of {self.fn.__name__} failed; running it eagerly from now on "
+                        f"(correct, slower; MODEL.LT_LOSS.COMPILE: False skips the attempt): {e!r}"
+                    )
+            return self.eager(row_args, shared_args, num_rows, num_cols)
+
+    def _compiled_fn(self):
+        if self._compiled is None:
+            # fullgraph: a graph break or the recompilation limit raises (and falls back to eager,
+            # with the warning) instead of silently running a slow half-compiled kernel.
+            # dynamic_threads: the code reads the thread count at run time; otherwise inductor bakes
+            # in the count at compile time, and its on-disk cache serves that code to processes
+            # with other counts (a kernel first compiled under 1 thread stays serial).
+            self._compiled = torch.compile(self.fn, fullgraph=True, dynamic=True,
+                                           options={"cpp.dynamic_threads": True})
+        return self._compiled
 
     def eager(self, row_args: Sequence, shared_args: Sequence, num_rows: int, num_cols: int):
         """The same function over row blocks (one block on an accelerator), in order, so the
