@@ -123,7 +123,7 @@ def _binary_kernel(terms, z, gt, shift_rows, ignore_rows, drop_rows, row_ids, ro
     ``s_ij = shift_rows_i shift_cols_j``; ``I_ij = ignore_cols_j (ignore_rows_i + drop_rows_i D_ij)
     [* ignore_full_ij]`` with ``D_ij = 1[U_ij > drop_ratio]`` (U of the rows ``row_ids``);
     ``w_ij = row_weights_i (1 - I_ij (1 - y_ij))`` for j < K and 0 for the columns the loss does
-    not use. ``params``: the activation's constants (Python floats: compiled in).
+    not use. ``params``: the activation's constants (a tuple of floats).
     """
     num_rows, width = z.shape
     cols = torch.arange(width, device=z.device)
@@ -239,6 +239,8 @@ def weighted_binary_loss(
         raise ValueError("ignore_full and drop act through ignore_cols: pass ignore_cols")
     no_drop = RandomDrop(None, logits.new_zeros(()), gt_classes.new_zeros(2)) if drop is None else drop
     row_args = (
+        logits,
+        gt_classes,
         per_row(shift_rows, 1.0),
         per_row(ignore_rows, 1.0),
         no_drop.rows,
@@ -253,9 +255,8 @@ def weighted_binary_loss(
         no_drop.keys,
         activation.params,
         num_columns,
-        logits.new_full((), 1.0 / num_rows),  # a tensor: a float would be a constant of the graph
+        logits.new_full((), 1.0 / num_rows),
     )
-    row_args = (logits, gt_classes, *row_args)
     return _PrecomputedGradient.apply(logits, lambda: activation.kernel(row_args, shared_args, num_rows, width))
 
 

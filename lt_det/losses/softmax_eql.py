@@ -3,7 +3,9 @@
 Logits (R, K + 1). For each foreground RoI i and each tail class j != gt_i (``T_j = 1[f_j <
 lambda]``), draw ``beta_ij ~ Bernoulli(gamma)``; where beta_ij = 1, class j leaves the softmax
 denominator (its logit becomes -inf before CE). Background RoIs and the background logit are never
-masked. Loss = mean CE over RoIs. (ours) gamma = 0.9. Test: softmax.
+masked. Loss = mean CE over RoIs. (ours) gamma = 0.9. beta_ij = 1[U_ij < gamma] with U from a
+counter-based hash (:mod:`lt_det.losses.counter_rng`): Bernoulli(gamma), not torch.rand's stream.
+Test: softmax.
 """
 from typing import Sequence
 
