@@ -146,3 +146,20 @@ def test_a_second_backward_is_refused():
     value.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward pass"):
         value.backward()
+
+
+def test_a_new_roi_count_does_not_recompile(monkeypatch):
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(kernels, "_compile", True)
+    gen = torch.Generator().manual_seed(1)
+
+    def step(num_rows):
+        logits = torch.randn(num_rows, L, generator=gen)
+        return run(binary_focal, logits, torch.randint(0, 8, (num_rows,), generator=gen))
+
+    step(40)
+    graphs = counters["stats"]["unique_graphs"]
+    step(57)
+    step(131)
+    assert counters["stats"]["unique_graphs"] == graphs
