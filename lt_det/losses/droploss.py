@@ -12,8 +12,6 @@ Test: the activation and a zero background column.
 """
 from typing import Sequence
 
-import torch
-
 from detectron2.config import configurable
 
 from .base import BinaryLoss, class_stats_for, tail_classes

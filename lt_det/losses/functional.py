@@ -1,5 +1,5 @@
 """Pure tensor math of the loss zoo: binary activations, a fused weighted binary loss, a fused
-softmax CE.
+softmax CE over column groups, and Seesaw's fused class term.
 
 Shape shorthand in this module:
 
@@ -15,17 +15,16 @@ Federated, Gumbel CE) are all ``sum_ij w_ij * l(z_ij + s_ij, y_ij) / R`` with
 ``y = onehot(gt_classes, K + 1)[:, :K]``, a constant logit shift ``s`` and a weight
 ``w_ij = v_i * (1 - I_ij * (1 - y_ij))`` whose ignore mask I never touches a positive entry. The
 re-weighted, logit-adjusted, masked and grouped softmax losses are all sums of row-weighted softmax
-CEs over column groups. :func:`weighted_binary_loss` and :func:`grouped_softmax_ce` compute the
-loss value and its hand-derived gradient in one fused kernel (:mod:`lt_det.losses.kernels`) and
-return the gradient from ``backward``: the same formulas as elementwise PyTorch, without its dozen
-(R, L) temporaries.
+CEs over column groups. :func:`weighted_binary_loss`, :func:`grouped_softmax_ce` and
+:func:`seesaw_class_ce` compute the loss value and its hand-derived gradient in one fused kernel
+(:mod:`lt_det.losses.kernels`) and return the gradient from ``backward``: the same formulas as
+elementwise PyTorch, without its dozen (R, L) temporaries.
 """
 import math
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
-from torch.nn import functional as F
 
 from .counter_rng import uniform
 from .kernels import FusedKernel
@@ -67,7 +66,7 @@ class _PrecomputedGradient(torch.autograd.Function):
 # and target 1 and their derivatives w.r.t. x: (loss_neg, loss_pos, grad_neg, grad_pos).
 
 
-def sigmoid_terms(x: torch.Tensor, params: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+def sigmoid_terms(x: torch.Tensor, params: Tuple[float, ...]) -> Tuple[torch.Tensor, ...]:
     """BCE: softplus(x) and softplus(-x), derivatives sigma(x) and -sigma(-x).
 
     Both softplus values share ``log1p(exp(-|x|))`` (softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|))),
@@ -83,7 +82,7 @@ def sigmoid_terms(x: torch.Tensor, params: torch.Tensor) -> Tuple[torch.Tensor, 
     return x.clamp(min=0) + log_term, (-x).clamp(min=0) + log_term, sigma_pos, -sigma_neg
 
 
-def gumbel_terms(z: torch.Tensor, params: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+def gumbel_terms(z: torch.Tensor, params: Tuple[float, ...]) -> Tuple[torch.Tensor, ...]:
     """Gumbel BCE of GOL on x = clamp(z, -4, 10), with t = exp(-x) = -log eta(x):
 
     target 1: t, derivative -t; target 0: -log(1 - exp(-t)) = -log(-expm1(-t)), derivative

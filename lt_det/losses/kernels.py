@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 # intra-op threads (a block is 8x its parallel grain, at::internal::GRAIN_SIZE = 32768), and a
 # block with its temporaries (~1 MB each) stays near the caches.
 _BLOCK_ELEMENTS = 262144
+# On an accelerator blocks are larger (its kernels want size) but still bounded: the out-of-place
+# formulas hold a few dozen block-sized temporaries (16 MB each at this size in fp32).
+_ACCELERATOR_BLOCK_ELEMENTS = 1 << 22
 
 _compile = True  # process-wide: whether a working compiler exists is a property of the process
 _kernels = []  # every FusedKernel, for compile_failures()
@@ -86,10 +89,11 @@ class FusedKernel:
         return self._compiled
 
     def eager(self, row_args: Sequence, shared_args: Sequence, num_rows: int, num_cols: int):
-        """The same function over row blocks (one block on an accelerator), in order, so the
-        result does not depend on the thread count."""
+        """The same function over row blocks, in order, so the result does not depend on the
+        thread count."""
         device = next(a for a in row_args if a is not None).device
-        step = num_rows if device.type != "cpu" else max(1, _BLOCK_ELEMENTS // max(num_cols, 1))
+        block = _BLOCK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_BLOCK_ELEMENTS
+        step = max(1, block // max(num_cols, 1))
         blocks = [
             self.fn(*(None if a is None else a[start : start + step] for a in row_args), *shared_args)
             for start in range(0, max(num_rows, 1), step)
