@@ -314,8 +314,8 @@ def removal_mask(removal: RandomRemoval, labels: torch.Tensor) -> torch.Tensor:
 def _softmax_kernel(z, labels, weights, removed, shift):
     """(sum_i w_i CE(x_i, label_i) as float64, its gradient (B, S)) of one row block.
 
-    ``x = z + shift``, -inf where ``removed`` (float 0 / 1) is 1; ``CE_i = log sum_j exp(x_ij) - x_i,label`` and
-    ``d CE_i / d z_ij = softmax(x_i)_j - 1[j = label_i]``.
+    ``x = z + shift``, -inf where ``removed`` (float 0 / 1) is 1;
+    ``CE_i = log sum_j exp(x_ij) - x_i,label`` and ``d CE_i / d z_ij = softmax(x_i)_j - 1[j = label_i]``.
     """
     onehot = labels[:, None] == torch.arange(z.shape[1], device=z.device)
     x = z + shift
