@@ -3,7 +3,7 @@ import pytest
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from lt_det.losses import build_loss, resolve_loss_name
+from lt_det.losses import build_loss, kernels, resolve_loss_name
 from lt_det.losses.federated import FederatedLoss
 from lt_det.losses.sigmoid_ce import SigmoidCE
 
@@ -66,3 +66,12 @@ def test_every_config_key_is_commented():
         stripped = line.strip()
         if (stripped.startswith("_C.") or stripped.startswith("head.")) and "= CN()" not in stripped:
             assert "#" in stripped or lines[i - 1].strip().startswith("#"), stripped
+
+
+def test_compile_key_switches_the_fused_kernels(monkeypatch):
+    monkeypatch.setattr(kernels, "_compile", True)
+    cfg = loss_cfg("eql")
+    assert cfg.MODEL.LT_LOSS.COMPILE is True
+    cfg.MODEL.LT_LOSS.COMPILE = False
+    build_loss(cfg)
+    assert not kernels.compile_enabled()
