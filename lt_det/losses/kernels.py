@@ -75,7 +75,7 @@ class FusedKernel:
                         f"torch.compile of {self.fn.__name__} failed; running it eagerly from now on "
                         f"(correct, slower; MODEL.LT_LOSS.COMPILE: False skips the attempt): {e!r}"
                     )
-            return self.eager(row_args, shared_args, num_rows, num_cols)
+            return self.eager(row_args, shared_args, num_rows, num_cols, device)
 
     def _compiled_fn(self):
         if self._compiled is None:
@@ -88,10 +88,9 @@ class FusedKernel:
                                            options={"cpp.dynamic_threads": True})
         return self._compiled
 
-    def eager(self, row_args: Sequence, shared_args: Sequence, num_rows: int, num_cols: int):
+    def eager(self, row_args: Sequence, shared_args: Sequence, num_rows: int, num_cols: int, device):
         """The same function over row blocks, in order, so the result does not depend on the
         thread count."""
-        device = next(a for a in row_args if a is not None).device
         block = _BLOCK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_BLOCK_ELEMENTS
         step = max(1, block // max(num_cols, 1))
         blocks = [
