@@ -15,8 +15,10 @@ from lt_det.config import add_lt_det_config
 from lt_det.data import get_class_stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The real LVIS per-class statistics (copied from shared/data/), standing in for the LVIS train
-# jsons, which are not on this machine: the metadata get_class_stats would read from them.
+# The real LVIS per-class statistics (tests/data/*_cat_info.json: id, name, synset, frequency,
+# image_count and instance_count of every category, taken from the `categories` field of the LVIS
+# v1 / v0.5 train annotations), standing in for the LVIS train jsons, which the tests do not need:
+# the metadata get_class_stats would read from them.
 LVIS_STATS = {
     "lvis_v1_train": ("data/lvis_v1_train_cat_info.json", 99388),
     "lvis_v0.5_train": ("data/lvis_v0.5_train_cat_info.json", 56740),
