@@ -1,16 +1,22 @@
 """Shared fixtures: a tiny synthetic LVIS-format dataset, generated once per test session.
 
-The tiny set is registered as ``synthetic_lt_{train,val}`` by pointing ``DETECTRON2_DATASETS`` at
-its parent folder, exactly as a user's run finds the demo set; subprocesses inherit it.
+The test session is an entry point like train_net.py: it calls lt_det's set-up once. The tiny set
+is registered as ``synthetic_lt_{train,val}`` by pointing ``DETECTRON2_DATASETS`` at its parent
+folder, exactly as a user's run finds the demo set; subprocesses inherit it.
 """
+import json
 import os
 import sys
 
 import pytest
 
-import lt_det  # noqa: F401  (compat shims before detectron2.layers)
+from lt_det.builtin import setup_environment
 from lt_det.data.synthetic import generate
 from tiny_dataset import QUICK_CONFIG, REPO, TINY, TINY_NUM_CLASSES
+
+
+def pytest_configure(config):
+    setup_environment()
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +28,7 @@ def tiny_dataset_root(tmp_path_factory):
     from lt_det.data import register_synthetic_lt
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    for split in ("train", "val"):  # an earlier import may have registered the demo path
+    for split in ("train", "val"):  # setup_environment registered the demo path
         name = f"synthetic_lt_{split}"
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
@@ -63,3 +69,16 @@ def train_net(tiny_dataset_root):
         return output
 
     return run
+
+
+@pytest.fixture
+def json_parses(monkeypatch):
+    """Real paths of the files ``json.load`` parses from now on, in order."""
+    parses, load = [], json.load
+
+    def recording_load(f, *args, **kwargs):
+        parses.append(os.path.realpath(f.name))
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(json, "load", recording_load)
+    return parses

@@ -3,7 +3,7 @@
 
     python tools/benchmark_eval.py [--num-images 5000] [--num-classes 1203] [--dets-per-image 300]
 
-Generates an LVIS-like split (lt_det.evaluation.synthetic: long-tailed classes with r/c/f groups,
+Generates an LVIS-like split (tests/evaluation/synthetic_lvis.py: long-tailed classes with r/c/f groups,
 negative and not-exhaustive classes, polygon masks) and detections, writes them as 8 per-process
 shards as the evaluator does, and measures, each step in a fresh subprocess (peak memory is that
 process's maximum resident set size):
@@ -27,12 +27,14 @@ import time
 
 import numpy as np
 
-import lt_det  # noqa: F401  (numpy aliases for lvis-api)
+from lt_det.builtin import setup_environment
 from lt_det.evaluation.backends import BACKENDS, get_backend
 from lt_det.evaluation.lvis_eval import LVIS_MAX_DETS_PER_IMAGE, GroundTruthInfo
 from lt_det.evaluation.metrics import METRICS, summarize
 from lt_det.evaluation.results_io import ShardWriter, read_shards, write_task_files
-from lt_det.evaluation.synthetic import make_detections, make_lvis_split
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the test fixtures' generator
+from tests.evaluation.synthetic_lvis import make_detections, make_lvis_split  # noqa: E402
 
 NUM_SHARDS = 8
 
@@ -106,6 +108,7 @@ def main() -> None:
     parser.add_argument("--worker", dest="step", help=argparse.SUPPRESS)
     parser.add_argument("--gt", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    setup_environment()  # numpy's aliases for lvis-api
     if args.step:
         return _worker(args)
 

@@ -19,14 +19,13 @@ import time
 
 import torch
 
-import lt_det  # noqa: F401  (compat shims before detectron2.layers)
-import lt_det.data  # noqa: F401  (dataset registration)
 import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
+from lt_det.builtin import setup_environment
 from lt_det.config import add_lt_det_config
 from lt_det.data import LTDatasetMapper
 
@@ -62,6 +61,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    setup_environment()
     torch.set_num_threads(args.threads)
 
     stock_cfg = demo_cfg("StandardROIHeads", args.device)

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-import lt_det  # noqa: F401  (numpy aliases for lvis-api)
+from lt_det.builtin import setup_environment
 from lt_det.evaluation.backends import BACKENDS, DEFAULT_BACKEND
 from lt_det.evaluation.lvis_eval import GroundTruthInfo, evaluate_lvis, format_metrics_table
 
@@ -32,6 +32,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--dets-per-class", type=int, default=10000, help="Fixed AP's detections per class")
     parser.add_argument("--no-per-class", action="store_true", help="skip the per-class CSV/JSON/plots")
     args = parser.parse_args(argv)
+    setup_environment()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     with open(args.results) as f:

@@ -1,11 +1,8 @@
 """Datasets, class statistics and samplers.
 
-Importing this package routes detectron2's built-in LVIS names through lt_det's loader and
-registers the synthetic set under ``$DETECTRON2_DATASETS/synthetic_lt`` (default
-``datasets/synthetic_lt``, relative to the working directory as detectron2's own built-ins are).
+Importing this package registers nothing: :func:`lt_det.builtin.setup_environment` registers the
+built-in names.
 """
-import os
-
 from .class_stats import ClassStats, get_class_stats
 from .datasets import (
     load_lvis_format_json,
@@ -21,8 +18,6 @@ __all__ = [
     "load_lvis_format_json",
     "register_lvis_format",
     "register_synthetic_lt",
+    "reregister_builtin_lvis",
     "LTDatasetMapper",
 ]
-
-reregister_builtin_lvis()
-register_synthetic_lt(os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "synthetic_lt"))

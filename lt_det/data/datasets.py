@@ -10,10 +10,11 @@ Each dataset dict follows detectron2's standard format, plus the LVIS image-leve
 ``neg_category_ids`` and ``not_exhaustive_category_ids`` as *contiguous* class ids (0..K-1);
 detectron2's ``DatasetMapper`` keeps these keys, so they reach the model in ``batched_inputs``.
 """
+import contextlib
 import json
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -33,11 +34,44 @@ def frequency_group(image_count: int, common_max: int = LVIS_COMMON_MAX_IMAGES) 
     return "c" if image_count <= common_max else "f"
 
 
+# Parsed jsons by (real path, modification time), while a parse_each_json_once() context is open.
+_parsed_jsons: Optional[Dict[Tuple[str, int], dict]] = None
+
+
+@contextlib.contextmanager
+def parse_each_json_once() -> Iterator[None]:
+    """Within this context, each LVIS-format json is parsed at most once; its readers share the
+    parsed copy, which they must not modify.
+
+    A trainer reads the training json twice while it is built: the box predictor's loss needs the
+    class statistics (:func:`ensure_class_stats`), then the data loader the dataset dicts. The
+    parsed copies are dropped on exit rather than kept for the process: LVIS v1's training json
+    takes GBs once parsed, and data loader workers would inherit it. Nested contexts share the
+    outermost one's copies.
+    """
+    global _parsed_jsons
+    if _parsed_jsons is not None:
+        yield
+        return
+    _parsed_jsons = {}
+    try:
+        yield
+    finally:
+        _parsed_jsons = None
+
+
 def _read_json(json_file: str) -> dict:
     if not PathManager.exists(json_file):
         raise FileNotFoundError(f"LVIS-format annotation json not found: {json_file}")
-    with PathManager.open(json_file) as f:
-        return json.load(f)
+    local_file = PathManager.get_local_path(json_file)
+    key = (os.path.realpath(local_file), os.stat(local_file).st_mtime_ns)
+    if _parsed_jsons is not None and key in _parsed_jsons:
+        return _parsed_jsons[key]
+    with open(local_file) as f:
+        data = json.load(f)
+    if _parsed_jsons is not None:
+        _parsed_jsons[key] = data
+    return data
 
 
 def class_statistics(lvis_json: dict, source: str = "") -> Tuple[List[dict], int]:

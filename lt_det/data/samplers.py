@@ -1,4 +1,5 @@
-"""Training samplers for long-tailed data (SPEC §7).
+"""Training samplers for long-tailed data: Repeat Factor Sampling (Gupta et al., LVIS, CVPR 2019)
+and class-aware sampling (Shen et al., "Relay Backpropagation", ECCV 2016).
 
 Shorthand: M = number of images in the dataset list the sampler indexes, K = number of
 foreground classes (contiguous ids 0..K-1), t = repeat threshold.

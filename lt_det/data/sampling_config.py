@@ -1,4 +1,5 @@
-"""Config keys of lt_det's training samplers (SPEC §7), read by :mod:`lt_det.data.build`.
+"""Config keys of lt_det's training samplers (repeat factor and class-aware sampling), read by
+:mod:`lt_det.data.build`.
 
 detectron2 0.6 already has every key the samplers need except one, so nothing is renamed:
 

@@ -5,7 +5,7 @@ CPU cores, yet exercise what matters for long-tail detection: a class-frequency 
 LVIS's (many frequent-class images, rare classes seen in 1-10 training images), federated
 annotations (``neg_category_ids`` / ``not_exhaustive_category_ids``) and per-class statistics.
 
-Design (a CPU-sized version of the prototype in ``shared/ENVIRONMENT.md``):
+Design:
 
 * Each class is a (shape, colour) pair: 8 shapes x 6 colours, classes drawn without replacement
   and assigned to frequency ranks at random, so a rare class shares its shape or colour with

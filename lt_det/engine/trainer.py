@@ -11,8 +11,9 @@ from .. import modeling  # noqa: F401  (registers lt_det's ROI heads for build_m
 from ..evaluation import build_lvis_evaluator
 from ..data import LTDatasetMapper
 from ..data.build import build_lt_train_loader
-from ..data.datasets import ensure_class_stats
+from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..data.image_labels import ImageLabelDatasetMapper
+from .config_checks import warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .hooks import CrashCheckpointer
 
@@ -20,9 +21,16 @@ from .hooks import CrashCheckpointer
 class Trainer(DefaultTrainer):
     """Only chooses components; the training loop is detectron2's."""
 
+    def __init__(self, cfg):
+        # The model (class statistics for its loss) and the data loader (dataset dicts) both read
+        # the training json: parse it once.
+        with parse_each_json_once():
+            super().__init__(cfg)
+
     @classmethod
     def build_model(cls, cfg):
         model = super().build_model(cfg)
+        warn_if_lt_loss_unused(cfg, model)
         if cfg.DECOUPLED.ENABLED:
             prepare_stage2_model(model, cfg)  # freezes parameters: before the optimizer is built
         return model

@@ -29,7 +29,7 @@ def add_evaluation_config(cfg) -> None:
     # the Details"): no per-image cap; each class's top DETS_PER_CLASS detections over the split.
     cfg.TEST.LVIS_EVAL.FIXED_AP = CN()
     # Also report {task}_fixed_ap metrics, and switch the box head's inference to per-class top-k
-    # with no per-image cap (lt_det.evaluation.fast_rcnn_inference_top_k_per_class). Standard AP
+    # with no per-image cap (lt_det.modeling.fixed_ap_inference). Standard AP
     # is still reported from the same detections (capped to 300 per image at evaluation).
     cfg.TEST.LVIS_EVAL.FIXED_AP.ENABLED = False
     # K of Fixed AP: detections kept per class over the whole split (10,000 for LVIS, as the paper).

@@ -4,7 +4,6 @@ import itertools
 import pytest
 import torch
 
-import lt_det  # noqa: F401  (before detectron2)
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.samplers import RepeatFactorTrainingSampler

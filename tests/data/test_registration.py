@@ -2,13 +2,15 @@
 import copy
 import json
 import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from lt_det.data import get_class_stats, register_lvis_format
-from lt_det.data.datasets import class_statistics
+from lt_det.data.datasets import class_statistics, parse_each_json_once
 
 
 def _load(path):
@@ -149,3 +151,34 @@ def test_detectron2_main_style_class_image_count_does_not_shadow_the_statistics(
     stats = get_class_stats("main_style")
     assert stats.instance_count.tolist() == [c["instance_count"] for c in cats]
     assert stats.frequency.tolist() == [c["frequency"] for c in cats]
+
+
+def test_statistics_and_dicts_share_one_parse_within_the_context(tiny_dataset_root, json_parses):
+    """The loss's statistics and the loader's dicts of one dataset: one parse of its json (through
+    a symlink too: the real path is the key); the parsed copy is not kept past the context."""
+    root = tiny_dataset_root / "synthetic_lt"
+    link = tiny_dataset_root / "train_link.json"
+    link.symlink_to(root / "synthetic_lt_train.json")
+    _register("parse_once_a", root / "synthetic_lt_train.json", root)
+    _register("parse_once_b", link, root)
+    with parse_each_json_once():
+        stats = get_class_stats("parse_once_a")
+        dicts = DatasetCatalog.get("parse_once_a")
+        DatasetCatalog.get("parse_once_b")
+    assert json_parses == [os.path.realpath(root / "synthetic_lt_train.json")]
+    assert stats.num_images == len({d["image_id"] for d in dicts if d["annotations"]})
+    DatasetCatalog.get("parse_once_a")
+    assert len(json_parses) == 2
+
+
+def test_a_json_changed_within_the_context_is_parsed_again(tiny_dataset_root, tmp_path, json_parses):
+    root = tiny_dataset_root / "synthetic_lt"
+    path = tmp_path / "train.json"
+    shutil.copy(root / "synthetic_lt_train.json", path)
+    _register("parse_once_changed", path, root)
+    with parse_each_json_once():
+        DatasetCatalog.get("parse_once_changed")
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        DatasetCatalog.get("parse_once_changed")
+    assert json_parses == [os.path.realpath(path)] * 2

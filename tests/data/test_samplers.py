@@ -1,4 +1,5 @@
-"""Repeat factor sampling and class-aware sampling (SPEC §7).
+"""Repeat factor sampling (Gupta et al., LVIS, CVPR 2019) and class-aware sampling (Shen et al.,
+ECCV 2016).
 
 Expected values come from the formulas in lt_det/data/samplers.py's docstring.
 """
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-import lt_det  # noqa: F401  (before detectron2)
 from detectron2.data import build_detection_train_loader
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
@@ -25,7 +25,7 @@ from lt_det.data.samplers import (
 )
 
 LVIS_V1_CAT_INFO = os.path.join(os.path.dirname(__file__), "lvis_v1_train_cat_info.json")
-LVIS_V1_ANNOTATED_IMAGES = 99388  # shared/data/README.md
+LVIS_V1_ANNOTATED_IMAGES = 99388  # images of lvis_v1_train.json with at least one annotation
 
 
 def make_dicts(image_classes, sizes=None):

@@ -11,10 +11,10 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-import lt_det  # noqa: F401  (numpy aliases before lvis / detectron2)
 from lt_det.evaluation.lvis_eval import GroundTruthInfo
 from lt_det.evaluation.results_io import write_task_files
-from lt_det.evaluation.synthetic import make_detections, make_lvis_split
+
+from .synthetic_lvis import make_detections, make_lvis_split
 
 NUM_IMAGES, NUM_CLASSES = 24, 16
 

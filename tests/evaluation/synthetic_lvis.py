@@ -1,4 +1,5 @@
-"""Synthetic LVIS-format splits and detections, for tests and ``tools/benchmark_eval.py``.
+"""Synthetic LVIS-format splits and detections: the evaluation tests' fixtures, also used by
+``tools/benchmark_eval.py``.
 
 The generated split has what LVIS evaluation depends on: a long-tailed class distribution with
 LVIS's r/c/f groups, per-image ``neg_category_ids`` and ``not_exhaustive_category_ids``, mask

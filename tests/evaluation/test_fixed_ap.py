@@ -1,11 +1,12 @@
-"""Fixed AP's selection: per-class top-k over the split, and the inference mode without a
-per-image cap."""
+"""Fixed AP's selection: per-class top-k over the split (evaluation), and the inference mode
+without a per-image cap (modeling)."""
 import numpy as np
 import torch
 
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 
-from lt_det.evaluation.fixed_ap import fast_rcnn_inference_top_k_per_class, top_k_per_class
+from lt_det.evaluation.fixed_ap import top_k_per_class
+from lt_det.modeling.fixed_ap_inference import fast_rcnn_inference_top_k_per_class
 
 
 def test_top_k_per_class_keeps_each_class_best_with_ties_in_order():

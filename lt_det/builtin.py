@@ -1,0 +1,33 @@
+"""The explicit set-up of a process that runs lt_det: compatibility shims and built-in datasets.
+
+Importing lt_det registers nothing and patches nothing. An entry point (``train_net.py``, a tool,
+the test session) calls :func:`setup_environment` once per process, before building a model or a
+data loader, as detectron2's ``data/datasets/builtin.py`` registers detectron2's own names. It
+
+* restores numpy's removed aliases that detectron2 0.6 and lvis-api 0.5.3 still use
+  (:func:`lt_det.compat.restore_numpy_aliases`);
+* routes detectron2's built-in LVIS names (``lvis_v1_train``, ...) through lt_det's LVIS-format
+  loader, which keeps image-level labels and writes the class statistics;
+* registers the generated synthetic set as ``synthetic_lt_{train,val}`` under
+  ``$DETECTRON2_DATASETS/synthetic_lt`` (default ``datasets/``, relative to the working directory
+  as detectron2's own built-ins are).
+"""
+import os
+
+from .compat import restore_numpy_aliases
+from .data.datasets import register_synthetic_lt, reregister_builtin_lvis
+
+__all__ = ["register_all_builtin", "setup_environment"]
+
+
+def register_all_builtin(root: str) -> None:
+    """Routes detectron2's LVIS names through lt_det's loader and registers the synthetic set
+    under ``root/synthetic_lt`` (unless ``synthetic_lt_*`` names are registered already)."""
+    reregister_builtin_lvis()
+    register_synthetic_lt(os.path.join(root, "synthetic_lt"))
+
+
+def setup_environment() -> None:
+    """Applies the compatibility shims and registers the built-in datasets (idempotent)."""
+    restore_numpy_aliases()
+    register_all_builtin(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
