@@ -13,6 +13,7 @@ import lt_det.data  # noqa: F401  (dataset registration)
 import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.config import add_lt_det_config
 from lt_det.data import get_class_stats
+from lt_det.losses import get_loss_class, resolve_loss_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The real LVIS per-class statistics (tests/data/*_cat_info.json: id, name, synset, frequency,
@@ -53,6 +54,28 @@ def test_config_merges_and_builds(path, tiny_dataset_root):
     model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert all(p.device == torch.device("cpu") for p in model.parameters())
+    predictors = getattr(model.roi_heads, "box_predictors", None) or [model.roi_heads.box_predictor]
+    name = resolve_loss_name(cfg)
+    for predictor in predictors:
+        assert isinstance(predictor.cls_loss, get_loss_class(name)), f"{path} does not train with '{name}'"
+        assert predictor.cls_score.out_features == expected_logits(cfg, name), path
+
+
+def expected_logits(cfg, name):
+    """Each loss's classifier size as its paper lays it out, for K classes."""
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if name in ("sigmoid_ce", "focal", "class_balanced_focal"):
+        return num_classes + int(cfg.MODEL.LT_LOSS.SIGMOID.BACKGROUND_LOGIT)
+    if name in ("balanced_sigmoid", "eql", "droploss"):
+        return num_classes  # no background logit
+    if name == "federated":
+        return num_classes + int(cfg.MODEL.LT_LOSS.ACTIVATION == "sigmoid")  # GOL's Gumbel layout has none
+    if name == "seesaw":
+        return num_classes + 2  # two objectness logits
+    if name == "bags":  # K classes, background, and one "others" slot per group (G0 included)
+        groups = len(cfg.MODEL.LT_LOSS.BAGS.BIN_EDGES) + 1
+        return num_classes + 1 + groups + 1
+    return num_classes + 1  # the softmax layout (and Gumbel CE's K + 1 binary classifiers)
 
 
 def test_gol_config_has_its_recipe(tiny_dataset_root):

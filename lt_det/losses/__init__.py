@@ -2,8 +2,10 @@
 
 ``build_loss(cfg)`` builds the loss named by MODEL.LT_LOSS.NAME (or by detectron2 main's
 MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS keys); ``register_loss`` adds one from anywhere.
+Each loss is one module: its formula in plain PyTorch (``loss``), its config keys
+(``add_config``) and, where it has one, its fast path on :mod:`lt_det.losses.fused`.
 """
-from .base import LTLoss, BinaryLoss, append_background
+from .base import BinaryLoss, LTLoss, append_background
 from .config import add_loss_config, build_loss, resolve_loss_name
 from .registry import get_loss_class, list_losses, register_loss
 
@@ -11,7 +13,10 @@ from .registry import get_loss_class, list_losses, register_loss
 from . import (  # noqa: F401  isort:skip
     softmax_ce,
     sigmoid_ce,
-    reweighted_ce,
+    focal,
+    inverse_frequency,
+    class_balanced,
+    class_balanced_focal,
     balanced_softmax,
     balanced_sigmoid,
     eql,

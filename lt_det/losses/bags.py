@@ -1,4 +1,5 @@
-"""Balanced Group Softmax, BAGS (Li et al., CVPR 2020; SPEC section 6).
+"""Balanced Group Softmax, BAGS (Li et al., "Overcoming Classifier Imbalance for Long-tail Object
+Detection with Balanced Group Softmax", CVPR 2020; released code: FishYuLi/BalancedGroupSoftmax).
 
 Groups by instance count with bin edges (10, 100, 1000): G1 n < 10, G2 10 <= n < 100,
 G3 100 <= n < 1000, G4 n >= 1000, plus G0 = {background}. Every group has an extra "others"
@@ -13,16 +14,19 @@ the total is their sum.
 Test: ``p_fg = softmax(G0)[others]``; class c of group k scores ``p_fg * softmax(Gk)[c]`` (others
 dropped, no renormalisation); background = ``softmax(G0)[background]``.
 """
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
+from lt_det.data.class_stats import ClassStats
+
+from . import fused
 from .base import LTLoss, class_stats_for
-from .functional import SoftmaxGroup, grouped_softmax_ce
 from .registry import register_loss
 
 
@@ -60,13 +64,25 @@ class BalancedGroupSoftmax(LTLoss):
         self.starts, self.sizes = starts, sizes
         self.register_buffer("label_maps", torch.stack(label_maps), persistent=False)  # (G + 1, K + 1)
         class_group = torch.empty(num_classes, dtype=torch.long)  # (K,) group of each class
+        rows = torch.empty(num_classes, dtype=torch.long)  # (K,) classifier row of each class
         for g, ids in enumerate(groups, start=1):
-            class_group[torch.as_tensor(ids, dtype=torch.long)] = g
+            ids = torch.as_tensor(ids, dtype=torch.long)
+            class_group[ids] = g
+            rows[ids] = starts[g] + torch.arange(len(ids))
         self.register_buffer("class_group", class_group, persistent=False)
+        self.register_buffer("rows", rows, persistent=False)
 
     @classmethod
-    def from_config(cls, cfg):
-        stats = class_stats_for(cfg, "bags")
+    def add_config(cls, cfg):
+        cfg.MODEL.LT_LOSS.BAGS = CN()
+        # Group edges over instance counts: [0, 10), [10, 100), [100, 1000), [1000, inf) (BAGS).
+        cfg.MODEL.LT_LOSS.BAGS.BIN_EDGES = (10, 100, 1000)
+        # beta: "others" RoIs sampled per own RoI in each group (BAGS code: 8; supp. Table 1: 1).
+        cfg.MODEL.LT_LOSS.BAGS.OTHERS_RATIO = 8.0
+
+    @classmethod
+    def from_config(cls, cfg, class_stats: Optional[ClassStats] = None):
+        stats = class_stats_for(cfg, "bags", class_stats)
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "instance_count": stats.instance_count,
@@ -81,11 +97,17 @@ class BalancedGroupSoftmax(LTLoss):
         """(R, L) -> (R, size_g) slice of group g (0 = background group)."""
         return logits[:, self.starts[g] : self.starts[g] + self.sizes[g]]
 
-    def loss(self, logits, gt_classes, **extras):
-        """(R, K + G + 2) logits, (R,) labels -> sum over groups of the mean CE of selected RoIs."""
-        num_rois = len(gt_classes)
-        every_roi = logits.new_full((num_rois,), 1.0 / num_rois)
-        groups = [SoftmaxGroup(0, 2, self.label_maps[0][gt_classes], every_roi)]
+    def classifier_rows(self) -> torch.Tensor:
+        """Class c of group g is row ``start_g + position of c in g``: not the first K rows."""
+        return self.rows.cpu()
+
+    def selected_rois(self, gt_classes) -> List[Tuple[int, torch.Tensor, torch.Tensor]]:
+        """Per group g taking part this step: (g, (R,) labels inside g, (S_g,) selected RoI ids).
+
+        G0 takes every RoI; Gk its own RoIs plus ``int(beta * own)`` "others" RoIs drawn uniformly
+        without replacement (``torch.randperm``); a group with no own RoI is left out.
+        """
+        selected = [(0, self.label_maps[0][gt_classes], torch.arange(len(gt_classes), device=gt_classes.device))]
         for g in range(1, self.num_groups + 1):
             labels = self.label_maps[g][gt_classes]
             others = self.sizes[g] - 1
@@ -95,10 +117,23 @@ class BalancedGroupSoftmax(LTLoss):
             rest = (labels == others).nonzero().squeeze(1)
             num_others = min(int(self.others_ratio * len(own)), len(rest))
             picked = rest[torch.randperm(len(rest), device=rest.device)[:num_others]]
-            weights = logits.new_zeros(num_rois)
-            weights[own] = weights[picked] = 1.0 / (len(own) + num_others)
-            groups.append(SoftmaxGroup(self.starts[g], self.sizes[g], labels, weights))
-        return grouped_softmax_ce(logits, groups)
+            selected.append((g, labels, torch.cat([own, picked])))
+        return selected
+
+    def loss(self, logits, gt_classes, **extras):
+        """(R, K + G + 2) logits, (R,) labels -> sum over groups of the mean CE of selected RoIs."""
+        return sum(
+            F.cross_entropy(self.group_logits(logits, g)[rois], labels[rois])
+            for g, labels, rois in self.selected_rois(gt_classes)
+        )
+
+    def fused_loss(self, logits, gt_classes, **extras):
+        groups = []
+        for g, labels, rois in self.selected_rois(gt_classes):
+            weights = logits.new_zeros(len(gt_classes))
+            weights[rois] = 1.0 / len(rois)
+            groups.append(fused.SoftmaxGroup(self.starts[g], self.sizes[g], labels, weights))
+        return fused.grouped_softmax_ce(logits, groups)
 
     def scores(self, logits):
         """(R, K + G + 2) -> (R, K + 1): p_fg * within-group softmax, background = p_bg."""

@@ -1,23 +1,30 @@
-"""Balanced Sigmoid (Ren et al., BALMS; SPEC section 2).
+"""Balanced Sigmoid (Ren et al., "Balanced Activation for Long-tailed Visual Recognition", LVIS
+Challenge 2020 report; released code: jiawei-ren/BalancedMetaSoftmax-InstanceSeg, LVIS v0.5).
 
 Logits (R, K), no background logit; init N(0, 0.01), bias -log((1 - pi) / pi), pi = 0.001.
+Each logit is shifted by the class's prior before the sigmoid, ``z'_ij = z_ij + s_ij``:
 
-* ``form="released"`` (default, the BALMS detection code): on foreground RoIs only, every class
-  logit is shifted by ``logit(phi_j) = -log((1 - phi_j) / phi_j)`` with ``phi_j = f_j`` the
-  image frequency; background RoIs keep z.
-* ``form="paper"`` (equation 48): every RoI's logit j is shifted by
-  ``log(n_j / (n - n_j)) + log(K - 1)`` with instance counts n_j and n = sum_j n_j.
+* ``form="released"`` (default, the released detection code): foreground RoIs only,
+  ``s_ij = E_i logit(phi_j) = E_i log(phi_j / (1 - phi_j))`` with ``phi_j = f_j`` the image
+  frequency and ``E_i = 1[gt_i != K]``; background RoIs keep z.
+* ``form="paper"`` (eq. 48): every RoI, ``s_j = log(n_j / (n - n_j)) + log(K - 1)`` with instance
+  counts n_j and ``n = sum_j n_j``.
 
-Loss ``sum BCE(z', y) / R``. Test: sigma(z) (no shift) and a zero background column.
+``L = sum_ij BCE(z'_ij, y_ij) / R``. Test: sigma(z) (no shift) and a zero background column.
+The paper trains it as a decoupled stage 2 on an RFS baseline (``DECOUPLED.*``).
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
+from lt_det.data.class_stats import ClassStats
+
+from . import fused
 from .base import BinaryLoss, class_stats_for, positive_counts
-from .functional import weighted_binary_loss
+from .functional import binary_cross_entropy, onehot_targets
 from .registry import register_loss
 
 FORMS = ("released", "paper")
@@ -53,8 +60,15 @@ class BalancedSigmoid(BinaryLoss):
         )
 
     @classmethod
-    def from_config(cls, cfg):
-        stats = class_stats_for(cfg, "balanced_sigmoid")
+    def add_config(cls, cfg):
+        cfg.MODEL.LT_LOSS.BALANCED_SIGMOID = CN()
+        # "released" (BALMS code): shift fg RoIs by logit(f_j); "paper" (eq. 48): shift every RoI by
+        # log(n_j / (n - n_j)) + log(K - 1).
+        cfg.MODEL.LT_LOSS.BALANCED_SIGMOID.FORM = "released"
+
+    @classmethod
+    def from_config(cls, cfg, class_stats: Optional[ClassStats] = None):
+        stats = class_stats_for(cfg, "balanced_sigmoid", class_stats)
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "image_frequency": stats.image_frequency,
@@ -62,9 +76,18 @@ class BalancedSigmoid(BinaryLoss):
             "form": cfg.MODEL.LT_LOSS.BALANCED_SIGMOID.FORM,
         }
 
+    def shifted_rows(self, gt_classes):
+        """(R, 1) float: 1 for the RoIs whose logits are shifted (foreground only, or every RoI)."""
+        if self.form == "released":
+            return (gt_classes < self.num_classes).float()[:, None]
+        return torch.ones(len(gt_classes), 1, device=gt_classes.device)
+
     def loss(self, logits, gt_classes, **extras):
-        """(R, K) logits, (R,) labels -> sum BCE(z + shift, y) / R."""
-        rows = (gt_classes < self.num_classes).float() if self.form == "released" else None
-        return weighted_binary_loss(
-            logits, gt_classes, activation=self.activation, logit_shift=self.logit_shift, shift_rows=rows
-        )
+        """(R, K) logits, (R,) labels -> sum_ij BCE(z_ij + s_ij, y_ij) / R."""
+        y = onehot_targets(gt_classes, self.num_classes)
+        z = logits + self.shifted_rows(gt_classes) * self.logit_shift
+        return binary_cross_entropy(z, y).sum() / len(z)
+
+    def fused_loss(self, logits, gt_classes, **extras):
+        return fused.weighted_binary_loss(logits, gt_classes, logit_shift=self.logit_shift,
+                                          shift_rows=self.shifted_rows(gt_classes)[:, 0])

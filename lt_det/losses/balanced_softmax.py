@@ -1,20 +1,29 @@
-"""Balanced Softmax (Ren et al., BALMS; SPEC section 2): ``CE(z + log n, gt)``.
+"""Balanced Softmax (Ren et al., "Balanced Activation for Long-tailed Visual Recognition", LVIS
+Challenge 2020 report, eq. 14 / 47; "Balanced Meta-Softmax", NeurIPS 2020).
 
-Logits (R, K + 1); ``n_j`` = instance_count_j of foreground class j. The background needs a count
-too. (ours) default ``n_bg = sum_j n_j * (1 - P) / P`` with P = ROI_HEADS.POSITIVE_FRACTION (the
-sampler's foreground share: the background is sampled (1 - P) / P times as often as all
-foreground together); ``background="none"`` leaves the background logit unshifted.
-Test scores: plain softmax of z (no shift).
+Logits (R, K + 1). The softmax is adjusted by the log of each class's training count:
+
+    L = mean_i CE(z_i + log n, gt_i)
+
+with ``n_j`` the instance count of foreground class j. The background needs a count too, which the
+paper does not give (there is no released detection code). (ours) ``background="sampler"``:
+``n_bg = sum_j n_j (1 - P) / P`` with P = ``MODEL.ROI_HEADS.POSITIVE_FRACTION`` (the RoI sampler
+draws the background (1 - P) / P times as often as all foreground together);
+``background="none"`` leaves the background logit unshifted.
+Test scores: the plain softmax of z (no shift).
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch.nn import functional as F
 
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
+from lt_det.data.class_stats import ClassStats
+
+from . import fused
 from .base import LTLoss, class_stats_for, positive_counts
-from .functional import softmax_ce
 from .registry import register_loss
 
 BACKGROUND_COUNTS = ("sampler", "none")
@@ -48,8 +57,15 @@ class BalancedSoftmax(LTLoss):
         self.register_buffer("log_prior", shift, persistent=False)  # (K + 1,)
 
     @classmethod
-    def from_config(cls, cfg):
-        stats = class_stats_for(cfg, "balanced_softmax")
+    def add_config(cls, cfg):
+        cfg.MODEL.LT_LOSS.BALANCED_SOFTMAX = CN()
+        # Count of the background logit in CE(z + log n): "sampler" (ours): n_bg = sum_j n_j (1 - P)
+        # / P with P = MODEL.ROI_HEADS.POSITIVE_FRACTION; "none": the background logit is not shifted.
+        cfg.MODEL.LT_LOSS.BALANCED_SOFTMAX.BACKGROUND = "sampler"
+
+    @classmethod
+    def from_config(cls, cfg, class_stats: Optional[ClassStats] = None):
+        stats = class_stats_for(cfg, "balanced_softmax", class_stats)
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "instance_count": stats.instance_count,
@@ -59,7 +75,10 @@ class BalancedSoftmax(LTLoss):
 
     def loss(self, logits, gt_classes, **extras):
         """(R, K + 1) logits, (R,) labels -> mean CE(z + log n, gt)."""
-        return softmax_ce(logits, gt_classes, logit_shift=self.log_prior)
+        return F.cross_entropy(logits + self.log_prior, gt_classes)
+
+    def fused_loss(self, logits, gt_classes, **extras):
+        return fused.softmax_ce(logits, gt_classes, logit_shift=self.log_prior)
 
     def scores(self, logits):
         """(R, K + 1) -> softmax of the unshifted logits."""

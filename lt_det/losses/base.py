@@ -6,10 +6,12 @@ Shape shorthand in lt_det.losses:
     K: number of foreground classes (LVIS v1: 1203)
     gt_classes: (R,) int64 labels in [0, K]; [0, K) are foreground classes and K is background
     logits: (R, L) with L = loss.num_logits(K) (K + 1 for detectron2's layout)
+    y: (R, K) float one-hot targets, y_ij = 1[gt_i = j] (a background RoI has an all-zero row)
     scores: (R, K + 1) probabilities whose last column is background (fast_rcnn_inference drops it)
 """
 import logging
 from abc import ABCMeta, abstractmethod
+from typing import Optional
 
 import numpy as np
 import torch
@@ -17,23 +19,39 @@ from torch import nn
 
 from lt_det.data.class_stats import ClassStats, get_class_stats
 
-from .functional import BINARY_ACTIVATIONS, prior_bias
+from .functional import BINARY_ACTIVATIONS, binary_probs, prior_bias
 
 logger = logging.getLogger(__name__)
+
+IMPLEMENTATIONS = ("auto", "fused", "reference")
 
 
 class LTLoss(nn.Module, metaclass=ABCMeta):
     """A box-classification loss that also owns its logit layout and test-time scores.
 
-    Subclasses implement :meth:`loss` and :meth:`scores`, and override :meth:`num_logits` /
-    :meth:`init_classifier` when they differ from detectron2's (K + 1 logits, weights
-    N(0, 0.01), bias 0). Their ``__init__`` is ``@configurable`` with a ``from_config(cls, cfg)``
-    classmethod, so ``build_loss(cfg)`` can construct any registered loss.
+    Subclasses implement :meth:`loss` (the method's formula in plain PyTorch) and :meth:`scores`,
+    and override :meth:`num_logits` / :meth:`init_classifier` / :meth:`classifier_rows` when they
+    differ from detectron2's (K + 1 logits, class j's row is row j, weights N(0, 0.01), bias 0).
+    Their ``__init__`` is ``@configurable`` with a ``from_config(cls, cfg)`` classmethod (which may
+    take ``class_stats``, the training statistics read once per model build), so
+    ``build_loss(cfg)`` can construct any registered loss; :meth:`add_config` declares the
+    loss's own config keys.
+
+    A loss may add :meth:`fused_loss`, the same formula on the fused kernels of
+    :mod:`lt_det.losses.fused`; ``implementation`` chooses: "fused", "reference" (``loss``), or
+    "auto" (fused on CPU, where it is measured and tested; the reference on other devices until
+    the fused path is validated there). Set by ``MODEL.LT_LOSS.IMPLEMENTATION``.
     """
+
+    implementation = "auto"
 
     def __init__(self, num_classes: int):
         super().__init__()
         self.num_classes = num_classes
+
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        """Declare this loss's keys (under cfg.MODEL.LT_LOSS), each commented; none by default."""
 
     def num_logits(self, num_classes: int) -> int:
         """Number of classifier outputs for ``num_classes`` foreground classes."""
@@ -44,20 +62,48 @@ class LTLoss(nn.Module, metaclass=ABCMeta):
         nn.init.normal_(linear.weight, std=0.01)
         nn.init.constant_(linear.bias, 0.0)
 
+    def classifier_rows(self) -> torch.Tensor:
+        """(K,) int64: the classifier row (logit column) of each foreground class, for
+        τ-normalisation, LWS and weight-norm plots; the other rows (background, objectness, BAGS's
+        "others") belong to no class."""
+        return torch.arange(self.num_classes)
+
     def forward(self, logits: torch.Tensor, gt_classes: torch.Tensor, **extras) -> torch.Tensor:
         """Training loss (scalar) of (R, L) logits and (R,) labels in [0, K].
 
         ``extras`` carries whatever the caller knows about the RoIs (the predictor passes
         ``proposals``: list[Instances] of the step); a loss reads what it needs and ignores the rest.
-        An empty batch gives a zero that is still connected to ``logits``. Losses compute in fp32.
+        An empty batch gives a zero that is still connected to ``logits``. Losses compute in fp32,
+        whatever the caller's autocast state.
         """
         if gt_classes.numel() == 0:
             return logits.sum() * 0.0
-        return self.loss(logits.float(), gt_classes, **extras)
+        logits = logits.float()
+        with torch.autocast(logits.device.type, enabled=False):
+            if self.uses_fused(logits.device):
+                return self.fused_loss(logits, gt_classes, **extras)
+            return self.loss(logits, gt_classes, **extras)
+
+    def uses_fused(self, device: torch.device) -> bool:
+        """Whether :meth:`forward` on ``device`` runs :meth:`fused_loss` (see ``implementation``)."""
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"Unknown loss implementation '{self.implementation}' (MODEL.LT_LOSS.IMPLEMENTATION); "
+                             f"expected one of {IMPLEMENTATIONS}")
+        wanted = self.implementation == "fused" or (self.implementation == "auto" and device.type == "cpu")
+        return wanted and self.has_fused_path()
+
+    @classmethod
+    def has_fused_path(cls) -> bool:
+        """Whether this loss implements :meth:`fused_loss`."""
+        return cls.fused_loss is not LTLoss.fused_loss
 
     @abstractmethod
     def loss(self, logits: torch.Tensor, gt_classes: torch.Tensor, **extras) -> torch.Tensor:
-        """The loss of a non-empty batch: (R, L) fp32 logits, (R,) labels -> scalar."""
+        """The reference loss of a non-empty batch: (R, L) fp32 logits, (R,) labels -> scalar."""
+
+    def fused_loss(self, logits: torch.Tensor, gt_classes: torch.Tensor, **extras) -> torch.Tensor:
+        """The same loss on the fused kernels (optional; equal to :meth:`loss`, gradients included)."""
+        raise NotImplementedError
 
     @abstractmethod
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -88,8 +134,8 @@ class BinaryLoss(LTLoss):
     def __init__(self, num_classes: int, activation: str, prior_prob: float, background_logit: bool):
         super().__init__(num_classes)
         if activation not in BINARY_ACTIVATIONS:
-            raise ValueError(f"Unknown activation '{activation}'; expected one of {sorted(BINARY_ACTIVATIONS)}")
-        self.activation = BINARY_ACTIVATIONS[activation]
+            raise ValueError(f"Unknown activation '{activation}'; expected one of {list(BINARY_ACTIVATIONS)}")
+        self.activation = activation
         self.prior_prob = prior_prob
         self.background_logit = background_logit
 
@@ -97,7 +143,7 @@ class BinaryLoss(LTLoss):
         return num_classes + int(self.background_logit)
 
     def init_classifier(self, linear: nn.Linear) -> None:
-        if self.activation.name == "gumbel":
+        if self.activation == "gumbel":
             nn.init.constant_(linear.weight, 0.001)
             nn.init.constant_(linear.bias, -2.0)
             return
@@ -109,22 +155,26 @@ class BinaryLoss(LTLoss):
         return logits[:, : self.num_classes]
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        probs = self.activation.probs(logits)
+        probs = binary_probs(logits, self.activation)
         return probs if self.background_logit else append_background(probs)
 
     def predict_classes(self, logits: torch.Tensor) -> torch.Tensor:
         """Most probable class, or background when no class reaches probability 0.5."""
-        best_prob, best = self.activation.probs(self.class_logits(logits)).max(dim=1)
+        best_prob, best = binary_probs(self.class_logits(logits), self.activation).max(dim=1)
         return torch.where(best_prob >= 0.5, best, torch.full_like(best, self.num_classes))
 
 
-def class_stats_for(cfg, loss_name: str) -> ClassStats:
-    """Statistics of cfg.DATASETS.TRAIN, checked against MODEL.ROI_HEADS.NUM_CLASSES.
+def class_stats_for(cfg, loss_name: str, class_stats: Optional[ClassStats] = None) -> ClassStats:
+    """``class_stats`` (read by the caller once per model build) or else the statistics of
+    cfg.DATASETS.TRAIN, checked against MODEL.ROI_HEADS.NUM_CLASSES.
 
     Raises:
         KeyError: the training dataset has no class statistics (says how to add them).
         ValueError: the config's class count differs from the dataset's (says what to set).
     """
+    if class_stats is not None:
+        check_num_classes(cfg, class_stats)
+        return class_stats
     try:
         stats = get_class_stats(cfg.DATASETS.TRAIN)
     except KeyError as e:

@@ -1,15 +1,22 @@
 """Config keys of the loss zoo: ``add_loss_config(cfg)`` and ``build_loss(cfg)``.
 
-Every key lives under MODEL.LT_LOSS, except detectron2 main's own box-head keys
-(MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE, USE_FED_LOSS, FED_LOSS_NUM_CLASSES,
-FED_LOSS_FREQ_WEIGHT_POWER), which are added with main's defaults when this detectron2 lacks them
-and keep main's meaning: USE_SIGMOID_CE selects "sigmoid_ce", USE_SIGMOID_CE + USE_FED_LOSS
-selects "federated".
+The keys every loss shares are declared here; each loss declares its own in its ``add_config``
+classmethod, which ``add_loss_config`` calls for every registered loss (so a downstream loss
+touches no lt_det file; import its module before the config is made). Every key lives under
+MODEL.LT_LOSS, except detectron2 main's own box-head keys (MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE,
+USE_FED_LOSS, FED_LOSS_NUM_CLASSES, FED_LOSS_FREQ_WEIGHT_POWER), which are added with main's
+defaults when this detectron2 lacks them and keep main's meaning: USE_SIGMOID_CE selects
+"sigmoid_ce", USE_SIGMOID_CE + USE_FED_LOSS selects "federated".
 """
+import inspect
+from typing import Optional
+
 from detectron2.config import CfgNode as CN
 
-from .kernels import set_compile
-from .registry import get_loss_class
+from lt_det.data.class_stats import ClassStats
+
+from .base import IMPLEMENTATIONS, LTLoss
+from .registry import get_loss_class, list_losses
 
 
 def add_loss_config(cfg: CN) -> None:
@@ -29,11 +36,11 @@ def add_loss_config(cfg: CN) -> None:
     _C = cfg.MODEL.LT_LOSS
     # Registered loss name (lt_det.losses.list_losses()): softmax_ce (detectron2's default),
     # sigmoid_ce, focal, inverse_frequency, class_balanced, class_balanced_focal, balanced_softmax,
-    # balanced_sigmoid,
-    # eql, softmax_eql, droploss, gumbel_ce, federated, bags, seesaw, or a downstream one.
+    # balanced_sigmoid, eql, softmax_eql, droploss, gumbel_ce, federated, bags, seesaw, or a
+    # downstream one.
     _C.NAME = "softmax_ce"
     # lambda: a class j is "tail" when its image frequency f_j = image_count_j / M < lambda
-    # (EQL T_lambda; also Softmax EQL and DropLoss). 0.0011 is the released LVIS v1 value (815
+    # (EQL's T_lambda; also Softmax EQL and DropLoss). 0.0011 is the released LVIS v1 value (815
     # tail classes); LVIS v0.5 configs use 0.00177 (rare + common, 915 classes).
     _C.TAIL_THRESHOLD = 0.0011
     # Binary activation of eql / droploss / federated: "sigmoid" (their released code), or "gumbel"
@@ -43,71 +50,15 @@ def add_loss_config(cfg: CN) -> None:
     # Temperature t of a normalised (cosine) classifier, t * cos(x, w_k) + b_k, for any loss;
     # 0 keeps the linear classifier. mmdetection's Seesaw LVIS config uses 20 (NormedLinear).
     _C.COSINE_TEMPERATURE = 0.0
-    # Compile the fused loss kernels (sigmoid family, softmax CE family) with torch.compile
-    # (ours). True: one vectorised, multi-threaded pass per loss (needs a C++ compiler on CPU,
-    # Triton on CUDA; costs seconds on first use, cached on disk); a failing compile falls back to
-    # False with a warning. False: the same formulas in eager PyTorch over row blocks (slower).
-    # Process-wide (lt_det.losses.kernels.set_compile).
-    _C.COMPILE = True
+    # Which implementation of the loss trains (ours): "reference" (the formula in plain PyTorch,
+    # autograd), "fused" (the same formula on fused kernels compiled by torch.compile: one pass,
+    # hand-derived gradient; needs a C++ compiler on CPU, Triton on CUDA, and falls back to running
+    # uncompiled with a warning), or "auto": fused on CPU, where it is measured and tested, the
+    # reference on CUDA until the fused path has been validated on a GPU.
+    _C.IMPLEMENTATION = "auto"
 
-    # sigmoid_ce and focal.
-    _C.SIGMOID = CN()
-    # True: K + 1 logits with the background logit unused (detectron2 main's layout);
-    # False: K logits and a zero background score at test time.
-    _C.SIGMOID.BACKGROUND_LOGIT = True
-    # pi: classifier bias init -log((1 - pi) / pi); 0 keeps bias 0 (detectron2 main).
-    _C.SIGMOID.PRIOR_PROB = 0.0
-
-    _C.FOCAL = CN()
-    _C.FOCAL.ALPHA = 0.25  # alpha (torchvision / fvcore default); < 0 disables alpha_t
-    _C.FOCAL.GAMMA = 2.0  # gamma (Lin et al. default)
-
-    _C.INVERSE_FREQUENCY = CN()
-    # alpha_j = 1 / instance_count_j over its mean, clipped to this range (BAGS supplementary).
-    _C.INVERSE_FREQUENCY.CLIP = (0.01, 5.0)
-
-    _C.CLASS_BALANCED = CN()
-    # beta of the effective number (1 - beta^n) / (1 - beta) (Cui et al.; SPEC's default).
-    _C.CLASS_BALANCED.BETA = 0.999
-
-    _C.BALANCED_SOFTMAX = CN()
-    # Count of the background logit in CE(z + log n): "sampler" (ours): n_bg = sum_j n_j (1 - P)
-    # / P with P = MODEL.ROI_HEADS.POSITIVE_FRACTION; "none": the background logit is not shifted.
-    _C.BALANCED_SOFTMAX.BACKGROUND = "sampler"
-
-    _C.BALANCED_SIGMOID = CN()
-    # "released" (BALMS code): shift fg RoIs by logit(f_j); "paper" (eq. 48): shift every RoI by
-    # log(n_j / (n - n_j)) + log(K - 1).
-    _C.BALANCED_SIGMOID.FORM = "released"
-
-    _C.EQL = CN()
-    # The paper's LVIS rule (not in the released code): never ignore a class in the image's
-    # pos_category_ids or neg_category_ids. Needs lt_det.data.image_labels.ImageLabelDatasetMapper.
-    _C.EQL.USE_IMAGE_LABELS = False
-
-    _C.SOFTMAX_EQL = CN()
-    # gamma: probability of removing a tail class from a foreground RoI's softmax (ours; no
-    # official detection code).
-    _C.SOFTMAX_EQL.GAMMA = 0.9
-
-    _C.GUMBEL_CE = CN()
-    # Clamp the reduced loss to [0, 20] as GOL's released code does (zeroes every gradient of a
-    # step whose loss exceeds 20).
-    _C.GUMBEL_CE.CLAMP_LOSS = True
-
-    _C.FEDERATED = CN()
-    # pi of the classifier bias init; 0 keeps detectron2 main's bias 0, Detic / CenterNet2 use 0.01.
-    _C.FEDERATED.PRIOR_PROB = 0.0
-
-    _C.BAGS = CN()
-    # Group edges over instance counts: [0, 10), [10, 100), [100, 1000), [1000, inf) (BAGS).
-    _C.BAGS.BIN_EDGES = (10, 100, 1000)
-    # beta: "others" RoIs sampled per own RoI in each group (BAGS code: 8; supp. Table 1: 1).
-    _C.BAGS.OTHERS_RATIO = 8.0
-
-    _C.SEESAW = CN()
-    _C.SEESAW.P = 0.8  # p, mitigation exponent (mmdetection / paper)
-    _C.SEESAW.Q = 2.0  # q, compensation exponent (mmdetection / paper)
+    for name in list_losses():
+        get_loss_class(name).add_config(cfg)
 
 
 def resolve_loss_name(cfg: CN) -> str:
@@ -129,8 +80,18 @@ def resolve_loss_name(cfg: CN) -> str:
     return legacy
 
 
-def build_loss(cfg: CN):
-    """The registered loss selected by ``cfg``, built from ``cfg`` (also applies
-    MODEL.LT_LOSS.COMPILE to the fused kernels)."""
-    set_compile(cfg.MODEL.LT_LOSS.COMPILE)
-    return get_loss_class(resolve_loss_name(cfg))(cfg)
+def build_loss(cfg: CN, class_stats: Optional[ClassStats] = None) -> LTLoss:
+    """The registered loss selected by ``cfg``, built from ``cfg``, with
+    MODEL.LT_LOSS.IMPLEMENTATION applied.
+
+    ``class_stats``: the training statistics, read once by the caller for a model build; passed to
+    a loss whose ``from_config`` takes ``class_stats`` (the others read what they need from cfg).
+    """
+    implementation = cfg.MODEL.LT_LOSS.IMPLEMENTATION
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"MODEL.LT_LOSS.IMPLEMENTATION is '{implementation}'; expected one of {IMPLEMENTATIONS}")
+    cls = get_loss_class(resolve_loss_name(cfg))
+    takes_stats = "class_stats" in inspect.signature(cls.from_config).parameters
+    loss = cls(cfg, class_stats=class_stats) if takes_stats else cls(cfg)
+    loss.implementation = implementation
+    return loss

@@ -1,22 +1,31 @@
-"""DropLoss (Hsieh et al., AAAI 2021; SPEC section 4), the weighting of GOL.
+"""DropLoss (Hsieh et al., "DropLoss for Long-Tail Instance Segmentation", AAAI 2021; released
+code: timy90022/DropLoss), the weighting of GOL.
 
-Logits (R, K), no background logit. ``T_j = 1[f_j < lambda]``, ``fg_i = 1[gt_i != bg]``;
+Logits (R, K), no background logit. ``T_j = 1[f_j < lambda]``, ``fg_i = 1[gt_i != K]``;
 ``ratio`` = share of this step's foreground RoIs whose class is a tail class. With
-``U ~ Uniform(0, 1)`` of shape (R, K), ``D_ij = 1[U_ij (1 - fg_i) > ratio]`` and
-``w_ij = 1 - (D_ij + fg_i) T_j (1 - y_ij)``: foreground RoIs behave exactly like EQL; on
-background RoIs each tail-class negative is dropped with probability 1 - ratio. With no
-foreground RoI nothing is dropped. ``L = sum w * l(z, y) / R`` with BCE or (GOL) the Gumbel BCE.
-U comes from a counter-based hash (:mod:`lt_det.losses.counter_rng`) inside the fused kernel:
-the released code's distribution, not torch.rand's stream, and never materialised at (R, K).
+``U ~ Uniform(0, 1)`` of shape (R, K):
+
+    D_ij = 1[U_ij (1 - fg_i) > ratio],    w_ij = 1 - (D_ij + fg_i) T_j (1 - y_ij),
+    L = sum_ij w_ij l(z_ij, y_ij) / R
+
+foreground RoIs behave exactly like EQL; on background RoIs each tail-class negative is dropped
+with probability 1 - ratio. With no foreground RoI nothing is dropped. ``l`` is BCE or, with
+``activation="gumbel"`` (GOL), the Gumbel BCE. The reference draws U with ``torch.rand`` as the
+released code does; the fused kernel draws it from a counter-based hash inside the kernel
+(:mod:`lt_det.losses.fused.counter_rng`), never materialised at (R, K).
 Test: the activation and a zero background column.
 """
-from typing import Sequence
+from typing import Optional, Sequence
+
+import torch
 
 from detectron2.config import configurable
 
+from lt_det.data.class_stats import ClassStats
+
+from . import fused
 from .base import BinaryLoss, class_stats_for, tail_classes
-from .counter_rng import draw_keys
-from .functional import RandomDrop, weighted_binary_loss
+from .functional import binary_cross_entropy, onehot_targets
 from .registry import register_loss
 
 
@@ -34,11 +43,11 @@ class DropLoss(BinaryLoss):
     ):
         super().__init__(num_classes, activation, prior_prob, background_logit=False)
         tail = tail_classes(image_frequency, threshold, "DropLoss")
-        self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1
+        self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1: T_j
 
     @classmethod
-    def from_config(cls, cfg):
-        stats = class_stats_for(cfg, "droploss")
+    def from_config(cls, cfg, class_stats: Optional[ClassStats] = None):
+        stats = class_stats_for(cfg, "droploss", class_stats)
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "image_frequency": stats.image_frequency,
@@ -46,16 +55,33 @@ class DropLoss(BinaryLoss):
             "activation": cfg.MODEL.LT_LOSS.ACTIVATION,
         }
 
-    def loss(self, logits, gt_classes, **extras):
-        """(R, K) logits, (R,) labels -> sum w l(z, y) / R."""
-        is_fg = gt_classes < self.num_classes
-        if not is_fg.any():
-            return weighted_binary_loss(logits, gt_classes, activation=self.activation)
-        ratio = self.tail[gt_classes[is_fg]].mean()
-        fg = is_fg.float()
+    def tail_ratio(self, gt_classes) -> Optional[torch.Tensor]:
+        """0-d share of the step's foreground RoIs whose class is tail; None without foreground."""
+        fg_labels = gt_classes[gt_classes < self.num_classes]
+        return self.tail[fg_labels].mean() if len(fg_labels) else None
+
+    def loss(self, logits, gt_classes, u: Optional[torch.Tensor] = None, **extras):
+        """(R, K) logits, (R,) labels [, (R, K) uniform draws U] -> sum w l(z, y) / R."""
+        y = onehot_targets(gt_classes, self.num_classes)
+        l = binary_cross_entropy(logits, y, self.activation)
+        ratio = self.tail_ratio(gt_classes)
+        if ratio is None:
+            return l.sum() / len(logits)
+        if u is None:
+            u = torch.rand(logits.shape, device=logits.device)
+        fg = (gt_classes < self.num_classes).float()[:, None]
+        D = (u * (1 - fg) > ratio).float()
+        w = 1 - (D + fg) * self.tail[None, :] * (1 - y)
+        return (w * l).sum() / len(logits)
+
+    def fused_loss(self, logits, gt_classes, **extras):
+        ratio = self.tail_ratio(gt_classes)
+        if ratio is None:
+            return fused.weighted_binary_loss(logits, gt_classes, activation=self.activation)
+        fg = (gt_classes < self.num_classes).float()
         # I = (D + fg) T with D = 1[U (1 - fg) > ratio]: on a foreground row D = 0, so I = T; on a
         # background row I = 1[U > ratio] T.
-        drop = RandomDrop(rows=1.0 - fg, ratio=ratio, keys=draw_keys(logits.device))
-        return weighted_binary_loss(
+        drop = fused.RandomDrop(rows=1.0 - fg, ratio=ratio, keys=fused.draw_keys(logits.device))
+        return fused.weighted_binary_loss(
             logits, gt_classes, activation=self.activation, ignore_cols=self.tail, ignore_rows=fg, drop=drop
         )

@@ -1,28 +1,37 @@
-"""Equalization Loss, EQL (Tan et al.; SPEC section 3), with the sigmoid or Gumbel activation.
+"""Equalization Loss, EQL (Tan et al., "Equalization Loss for Long-Tailed Object Recognition",
+CVPR 2020, eq. 7; released code: tztztztztz/eql.detectron2), with the sigmoid or GOL's Gumbel
+activation.
 
 Logits (R, K), no background logit; init N(0, 0.01), bias -6.9068 (pi = 0.001) for sigmoid.
-``E_i = 1[gt_i != bg]``, ``T_j = 1[f_j < lambda]`` (f = image frequency) and
-``w_ij = 1 - E_i T_j (1 - y_ij)``: on foreground RoIs the negative terms of tail classes are
-removed; background RoIs keep every term. ``L = sum w * BCE(z, y) / R``.
+``E_i = 1[gt_i != K]`` (the paper's E(r)), ``T_j = 1[f_j < lambda]`` (T_lambda, f = image
+frequency) and
 
-Image-label option (the paper's LVIS rule, off in the released code): a class verified in the
+    w_ij = 1 - E_i T_j (1 - y_ij),    L = sum_ij w_ij BCE(z_ij, y_ij) / R
+
+on foreground RoIs the negative terms of tail classes are removed; background RoIs keep every
+term. lambda: 0.0011 on LVIS v1 (815 tail classes), 0.00177 on v0.5 (915 = rare + common).
+
+Image-label option (the paper's LVIS rule, not in the released code): a class verified in the
 RoI's image (LVIS ``pos_category_ids`` or ``neg_category_ids``) is never ignored:
 ``w_ij = 1 - E_i T_j (1 - V_ij) (1 - y_ij)``. V comes from the proposals' ``gt_image_labels``
 field, (R, K) bool, which :class:`lt_det.data.image_labels.ImageLabelDatasetMapper` provides.
 Test: sigma(z) (or the Gumbel CDF) and a zero background column.
 """
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.structures import Instances
 
+from lt_det.data.class_stats import ClassStats
 from lt_det.data.image_labels import IMAGE_LABELS_FIELD
 
+from . import fused
 from .base import BinaryLoss, class_stats_for, tail_classes
-from .functional import weighted_binary_loss
+from .functional import binary_cross_entropy, onehot_targets
 from .registry import register_loss
 
 
@@ -64,11 +73,18 @@ class EqualizationLoss(BinaryLoss):
         super().__init__(num_classes, activation, prior_prob, background_logit=False)
         self.use_image_labels = use_image_labels
         tail = tail_classes(image_frequency, threshold, "EQL")
-        self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1
+        self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1: T_j
 
     @classmethod
-    def from_config(cls, cfg):
-        stats = class_stats_for(cfg, "eql")
+    def add_config(cls, cfg):
+        cfg.MODEL.LT_LOSS.EQL = CN()
+        # The paper's LVIS rule (not in the released code): never ignore a class in the image's
+        # pos_category_ids or neg_category_ids. Needs lt_det.data.image_labels.ImageLabelDatasetMapper.
+        cfg.MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS = False
+
+    @classmethod
+    def from_config(cls, cfg, class_stats: Optional[ClassStats] = None):
+        stats = class_stats_for(cfg, "eql", class_stats)
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "image_frequency": stats.image_frequency,
@@ -77,13 +93,23 @@ class EqualizationLoss(BinaryLoss):
             "activation": cfg.MODEL.LT_LOSS.ACTIVATION,
         }
 
+    def unverified(self, proposals) -> Optional[torch.Tensor]:
+        """(R, K) float 1 - V_ij with the image-label option, else None (every class unverified)."""
+        if not self.use_image_labels:
+            return None
+        return 1.0 - verified_classes(proposals, self.num_classes).float()
+
     def loss(self, logits, gt_classes, proposals=None, **extras):
         """(R, K) logits, (R,) labels [, proposals with ``gt_image_labels``] -> sum w BCE / R."""
-        fg = (gt_classes < self.num_classes).float()
-        unverified = None
-        if self.use_image_labels:
-            unverified = 1.0 - verified_classes(proposals, self.num_classes).float()
-        return weighted_binary_loss(
-            logits, gt_classes, activation=self.activation, ignore_cols=self.tail, ignore_rows=fg,
-            ignore_full=unverified,
+        y = onehot_targets(gt_classes, self.num_classes)
+        E = (gt_classes < self.num_classes).float()[:, None]
+        T = self.tail[None, :]
+        unverified = 1.0 if not self.use_image_labels else self.unverified(proposals)  # 1 - V
+        w = 1 - E * T * unverified * (1 - y)
+        return (w * binary_cross_entropy(logits, y, self.activation)).sum() / len(logits)
+
+    def fused_loss(self, logits, gt_classes, proposals=None, **extras):
+        return fused.weighted_binary_loss(
+            logits, gt_classes, activation=self.activation, ignore_cols=self.tail,
+            ignore_rows=(gt_classes < self.num_classes).float(), ignore_full=self.unverified(proposals),
         )

@@ -1,4 +1,6 @@
-"""Federated loss (Zhou et al., CenterNet2 / Detic; detectron2 main's use_fed_loss; SPEC section 5).
+"""Federated loss (Zhou et al., "Probabilistic two-stage detection", 2021, CenterNet2's LVIS
+recipe; released code: xingyizhou/CenterNet2, and detectron2 main's ``use_fed_loss`` in
+``detectron2/modeling/roi_heads/fast_rcnn.py``).
 
 Logits (R, K + 1) with the sigmoid (the loss uses the K class logits; the background logit gets
 no gradient), (R, K) with the Gumbel activation (GOL's layout for every Gumbel-family loss).
@@ -8,19 +10,23 @@ Once per step: ``S = unique(gt)`` (background included when present); if ``|S| <
 zeros at S and at the background: the same call as detectron2 main's ``get_fed_loss_classes``,
 so the same RNG state draws the same classes. (ours) Where main would fail because fewer classes
 are left than requested (datasets with < 50 classes), every remaining class is taken.
-``L = sum_{i, j in S} l(z_ij, y_ij) / R`` with BCE (default) or the Gumbel BCE.
+``L = sum_{i, j in S} l(z_ij, y_ij) / R`` with BCE (default) or the Gumbel BCE (GOL's Table 6).
 Bias init 0 (detectron2) or a prior (Detic / CenterNet2: 0.01). Test: the activation over the
 logits (detectron2 drops the background column), with a zero background column for (R, K).
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
+from lt_det.data.class_stats import ClassStats
+
+from . import fused
 from .base import BinaryLoss, class_stats_for
-from .functional import weighted_binary_loss
+from .functional import binary_cross_entropy, onehot_targets
 from .registry import register_loss
 
 
@@ -66,8 +72,16 @@ class FederatedLoss(BinaryLoss):
         self.register_buffer("class_weights", weights, persistent=False)  # (K,)
 
     @classmethod
-    def from_config(cls, cfg):
-        stats = class_stats_for(cfg, "federated")
+    def add_config(cls, cfg):
+        # The sampled-class count and weight power are detectron2 main's own keys
+        # (MODEL.ROI_BOX_HEAD.FED_LOSS_*), added by lt_det.losses.config where this detectron2 lacks them.
+        cfg.MODEL.LT_LOSS.FEDERATED = CN()
+        # pi of the classifier bias init; 0 keeps detectron2 main's bias 0, Detic / CenterNet2 use 0.01.
+        cfg.MODEL.LT_LOSS.FEDERATED.PRIOR_PROB = 0.0
+
+    @classmethod
+    def from_config(cls, cfg, class_stats: Optional[ClassStats] = None):
+        stats = class_stats_for(cfg, "federated", class_stats)
         head = cfg.MODEL.ROI_BOX_HEAD
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
@@ -80,5 +94,12 @@ class FederatedLoss(BinaryLoss):
 
     def loss(self, logits, gt_classes, **extras):
         """(R, K + 1) or (R, K) logits, (R,) labels -> sum_{j in S} l(z_ij, y_ij) / R."""
+        m = federated_classes(gt_classes, self.class_weights, self.num_sampled)
+        y = onehot_targets(gt_classes, self.num_classes)
+        l = binary_cross_entropy(self.class_logits(logits), y, self.activation)
+        return (m[None, :] * l).sum() / len(logits)
+
+    def fused_loss(self, logits, gt_classes, **extras):
         unsampled = 1.0 - federated_classes(gt_classes, self.class_weights, self.num_sampled)
-        return weighted_binary_loss(logits, gt_classes, self.num_classes, self.activation, ignore_cols=unsampled)
+        return fused.weighted_binary_loss(logits, gt_classes, activation=self.activation,
+                                          num_columns=self.num_classes, ignore_cols=unsampled)

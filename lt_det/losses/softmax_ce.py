@@ -1,6 +1,6 @@
-"""Softmax cross-entropy: detectron2's FastRCNNOutputLayers classification loss (SPEC section 1).
+"""Softmax cross-entropy: detectron2's ``FastRCNNOutputLayers`` classification loss.
 
-Logits (R, K + 1), background last; loss = mean over RoIs of CE; scores = softmax.
+Logits (R, K + 1), background last. ``L = mean_i CE(z_i, gt_i)``; scores = softmax.
 """
 import torch
 from torch.nn import functional as F
@@ -14,6 +14,8 @@ from .registry import register_loss
 
 @register_loss("softmax_ce")
 class SoftmaxCE(LTLoss):
+    """detectron2's own loss and inference, unchanged (the default ``MODEL.LT_LOSS.NAME``)."""
+
     @configurable
     def __init__(self, *, num_classes: int):
         super().__init__(num_classes)

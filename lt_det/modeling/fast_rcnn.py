@@ -23,8 +23,8 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from lt_det.data.class_stats import FREQUENCY_GROUPS, get_class_stats
-from lt_det.evaluation.fixed_ap import fast_rcnn_inference_top_k_per_class
+from lt_det.data.class_stats import FREQUENCY_GROUPS, ClassStats, get_class_stats
+from lt_det.modeling.fixed_ap_inference import fast_rcnn_inference_top_k_per_class
 from lt_det.losses import LTLoss, build_loss
 from lt_det.losses.base import check_num_classes
 
@@ -87,10 +87,14 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         self.fixed_ap_topk_per_class = fixed_ap_topk_per_class
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg, input_shape, class_stats: Optional[ClassStats] = None):
+        """``class_stats``: the training statistics, read once per model build by the ROI heads
+        (:func:`read_class_stats`); read here when not given."""
         ret = super().from_config(cfg, input_shape)
-        ret["cls_loss"] = build_loss(cfg)
-        ret["class_frequency"] = _class_frequency(cfg)
+        if class_stats is None:
+            class_stats = read_class_stats(cfg)
+        ret["cls_loss"] = build_loss(cfg, class_stats)
+        ret["class_frequency"] = None if class_stats is None else class_stats.frequency
         fixed_ap = cfg.TEST.LVIS_EVAL.FIXED_AP
         ret["fixed_ap_topk_per_class"] = fixed_ap.TOPK_PER_CLASS_PER_IMAGE if fixed_ap.ENABLED else None
         ret["cosine_temperature"] = cfg.MODEL.LT_LOSS.COSINE_TEMPERATURE
@@ -168,12 +172,14 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
                 storage.put_scalar(f"{prefix}/false_negative{suffix}", missed / num)
 
 
-def _class_frequency(cfg) -> Optional[np.ndarray]:
-    """(K,) frequency group of each training class, or None when the dataset has no statistics."""
+def read_class_stats(cfg) -> Optional[ClassStats]:
+    """Statistics of cfg.DATASETS.TRAIN checked against the config's class count, or None (with a
+    warning) when the dataset has none: then no per-group statistics are logged, and a loss that
+    needs statistics raises its own error saying what is missing."""
     try:
         stats = get_class_stats(cfg.DATASETS.TRAIN)
     except (KeyError, ValueError) as e:
         logger.warning(f"No per-group classification statistics will be logged: {e}")
         return None
     check_num_classes(cfg, stats)
-    return stats.frequency
+    return stats

@@ -1,8 +1,10 @@
-"""Learnable weight scaling, LWS (Kang et al. 2020; SPEC §8).
+"""Learnable weight scaling, LWS (Kang et al., "Decoupling Representation and Classifier for
+Long-Tailed Recognition", ICLR 2020).
 
 Shorthand: D = input feature size, L = number of logits of the classifier (the loss decides it:
 C + 1 for softmax, C for sigmoid without background, ...), C = number of foreground classes, whose
-logits are the first C rows (the convention τ-normalisation uses too).
+rows ``class_rows`` (C,) the loss names (``LTLoss.classifier_rows()``; the first C rows for most
+losses, not for BAGS).
 
 LWS keeps the stage-1 classifier ``z = W x + b`` frozen and learns one scale ``s_c`` per
 foreground class (init 1); the extra rows (background, objectness) keep scale 1.
@@ -14,40 +16,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tau_norm import Rows, check_class_rows
+
 __all__ = ["LWSLinear", "replace_with_lws"]
 
 
 class LWSLinear(nn.Linear):
-    """An ``nn.Linear`` (L outputs) with a learnable scale for its first C outputs.
+    """An ``nn.Linear`` (L outputs) with a learnable scale for the C outputs ``class_rows``.
 
     It keeps ``weight`` and ``bias`` under their usual names, so a stage-1 checkpoint of the plain
     linear layer loads into it unchanged; ``scale`` (C,) is the only new tensor.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, num_classes: int, scale_bias: bool = False, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, *, class_rows: Rows, scale_bias: bool = False,
+                 bias: bool = True):
         """
         Args:
-            num_classes: C, the number of leading outputs that get a scale (C <= L).
+            class_rows: (C,) the outputs that get a scale, one per foreground class.
             scale_bias: scale the whole logit (True) or the weight rows only (False).
         """
         super().__init__(in_features, out_features, bias=bias)
-        if not 0 < num_classes <= out_features:
-            raise ValueError(f"LWS: num_classes must be in [1, {out_features}] (the logit count), got {num_classes}")
         self.scale_bias = scale_bias
-        self.scale = nn.Parameter(torch.ones(num_classes))
+        self.register_buffer("class_rows", check_class_rows(class_rows, out_features), persistent=False)
+        self.scale = nn.Parameter(torch.ones(len(self.class_rows)))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, *, num_classes: int, scale_bias: bool = False) -> "LWSLinear":
+    def from_linear(cls, linear: nn.Linear, *, class_rows: Rows, scale_bias: bool = False) -> "LWSLinear":
         """Wraps ``linear``'s own weight and bias tensors (shared, not copied) with scales of 1."""
-        lws = cls(linear.in_features, linear.out_features, num_classes=num_classes, scale_bias=scale_bias, bias=linear.bias is not None)
+        lws = cls(linear.in_features, linear.out_features, class_rows=class_rows, scale_bias=scale_bias,
+                  bias=linear.bias is not None)
         lws.weight = linear.weight
         lws.bias = linear.bias
         return lws.to(linear.weight.device)
 
     def full_scale(self) -> torch.Tensor:
-        """(L,) the scales, with 1 for the rows after the first C."""
-        extra = self.out_features - self.scale.numel()
-        return torch.cat([self.scale, self.scale.new_ones(extra)])
+        """(L,) the scales, with 1 for the rows of no class."""
+        return self.scale.new_ones(self.out_features).scatter(0, self.class_rows, self.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(R, D) -> (R, L)."""
@@ -60,7 +64,7 @@ class LWSLinear(nn.Linear):
         return f"{super().extra_repr()}, num_classes={self.scale.numel()}, scale_bias={self.scale_bias}"
 
 
-def replace_with_lws(model: nn.Module, classifier_name: str, *, num_classes: int, scale_bias: bool = False) -> LWSLinear:
+def replace_with_lws(model: nn.Module, classifier_name: str, *, class_rows: Rows, scale_bias: bool = False) -> LWSLinear:
     """Replaces the ``nn.Linear`` at dotted path ``classifier_name`` in ``model`` by an
     :class:`LWSLinear` sharing its tensors; returns the new module."""
     parent_name, _, child_name = classifier_name.rpartition(".")
@@ -68,6 +72,6 @@ def replace_with_lws(model: nn.Module, classifier_name: str, *, num_classes: int
     linear = getattr(parent, child_name, None)
     if type(linear) is not nn.Linear:
         raise TypeError(f"LWS needs '{classifier_name}' to be an nn.Linear, found {type(linear).__name__}")
-    lws = LWSLinear.from_linear(linear, num_classes=num_classes, scale_bias=scale_bias)
+    lws = LWSLinear.from_linear(linear, class_rows=class_rows, scale_bias=scale_bias)
     setattr(parent, child_name, lws)
     return lws

@@ -1,6 +1,7 @@
 """ROI heads whose box predictor is :class:`LTFastRCNNOutputLayers` (MODEL.ROI_HEADS.NAME).
 
-Each overrides ``_init_box_head``: it calls detectron2's, then swaps the predictor(s).
+Each overrides ``_init_box_head``: it calls detectron2's, then swaps the predictor(s). The training
+class statistics are read once per model build and handed to every predictor.
 """
 import torch
 
@@ -8,7 +9,7 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads, S
 
 from lt_det.data.image_labels import IMAGE_LABELS_FIELD
 
-from .fast_rcnn import LTFastRCNNOutputLayers
+from .fast_rcnn import LTFastRCNNOutputLayers, read_class_stats
 
 __all__ = ["LTStandardROIHeads", "LTCascadeROIHeads"]
 
@@ -20,7 +21,8 @@ class LTStandardROIHeads(StandardROIHeads):
     @classmethod
     def _init_box_head(cls, cfg, input_shape):
         ret = super()._init_box_head(cfg, input_shape)
-        ret["box_predictor"] = LTFastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
+        ret["box_predictor"] = LTFastRCNNOutputLayers(cfg, ret["box_head"].output_shape,
+                                                      class_stats=read_class_stats(cfg))
         return ret
 
 
@@ -38,8 +40,10 @@ class LTCascadeROIHeads(CascadeROIHeads):
                 "LTStandardROIHeads only; evaluate a cascade model with it disabled."
             )
         ret = super()._init_box_head(cfg, input_shape)
+        stats = read_class_stats(cfg)
         ret["box_predictors"] = [
-            LTFastRCNNOutputLayers(cfg, head.output_shape, box2box_transform=stage.box2box_transform)
+            LTFastRCNNOutputLayers(cfg, head.output_shape, box2box_transform=stage.box2box_transform,
+                                   class_stats=stats)
             for head, stage in zip(ret["box_heads"], ret["box_predictors"])
         ]
         return ret

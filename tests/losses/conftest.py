@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-import lt_det  # noqa: F401  (compat shims before detectron2.layers)
+from lt_det.losses import LTLoss
+
+
+@pytest.fixture(params=["fused", "reference"])
+def both_implementations(request, monkeypatch):
+    """Runs a test once on each loss's fused path and once on its reference (``loss``), for every
+    loss the test builds (a loss without a fused path runs its reference both times)."""
+    monkeypatch.setattr(LTLoss, "uses_fused", lambda self, device: request.param == "fused" and self.has_fused_path())
+    return request.param
 
 
 def loss_and_grad(loss_module, logits, gt, **extras):

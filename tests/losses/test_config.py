@@ -3,7 +3,9 @@ import pytest
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from lt_det.losses import build_loss, kernels, resolve_loss_name
+import torch
+
+from lt_det.losses import build_loss, get_loss_class, list_losses, resolve_loss_name
 from lt_det.losses.federated import FederatedLoss
 from lt_det.losses.sigmoid_ce import SigmoidCE
 
@@ -56,22 +58,52 @@ def test_num_classes_differing_from_the_dataset():
         build_loss(loss_cfg("balanced_softmax", num_classes=NUM_CLASSES + 1))
 
 
+def config_sites():
+    """Every function that declares config keys: the config function's parts and each loss's."""
+    from lt_det.data.sampling_config import add_sampling_config
+    from lt_det.engine.decoupled_config import add_decoupled_config
+    from lt_det.evaluation.config import add_evaluation_config
+    from lt_det.losses.config import add_loss_config
+    from lt_det.modeling.mask_head import add_mask_head_config
+
+    sites = [add_loss_config, add_sampling_config, add_decoupled_config, add_evaluation_config, add_mask_head_config]
+    return sites + [get_loss_class(name).add_config for name in list_losses()]
+
+
 def test_every_config_key_is_commented():
     import inspect
+    import re
 
-    from lt_det.losses import config
+    assignment = re.compile(r"^[\w.]*\.[A-Z][A-Z0-9_]* = ")  # cfg.MODEL.X.KEY = ..., _C.KEY = ..., head.KEY = ...
+    checked = 0
+    for site in config_sites():
+        lines = inspect.getsource(site).splitlines()
+        for i, line in enumerate(lines):
+            stripped = line.strip()
+            if assignment.match(stripped) and "= CN()" not in stripped:
+                checked += 1
+                assert "#" in stripped or lines[i - 1].strip().startswith("#"), f"{site.__qualname__}: {stripped}"
+    assert checked >= 35  # the pattern found the keys (37 when written)
 
-    lines = inspect.getsource(config.add_loss_config).splitlines()
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if (stripped.startswith("_C.") or stripped.startswith("head.")) and "= CN()" not in stripped:
-            assert "#" in stripped or lines[i - 1].strip().startswith("#"), stripped
 
-
-def test_compile_key_switches_the_fused_kernels(monkeypatch):
-    monkeypatch.setattr(kernels, "_compile", True)
+def test_implementation_key_reaches_the_loss():
     cfg = loss_cfg("eql")
-    assert cfg.MODEL.LT_LOSS.COMPILE is True
-    cfg.MODEL.LT_LOSS.COMPILE = False
-    build_loss(cfg)
-    assert not kernels.compile_enabled()
+    assert cfg.MODEL.LT_LOSS.IMPLEMENTATION == "auto"
+    loss = build_loss(cfg)
+    # auto: fused on CPU, where it is measured; the reference on CUDA until validated there.
+    assert loss.uses_fused(torch.device("cpu")) and not loss.uses_fused(torch.device("cuda"))
+    cfg.MODEL.LT_LOSS.IMPLEMENTATION = "reference"
+    assert not build_loss(cfg).uses_fused(torch.device("cpu"))
+    cfg.MODEL.LT_LOSS.IMPLEMENTATION = "fused"
+    assert build_loss(cfg).uses_fused(torch.device("cuda"))
+    cfg.MODEL.LT_LOSS.IMPLEMENTATION = "fast"
+    with pytest.raises(ValueError, match="auto.*fused.*reference"):
+        build_loss(cfg)
+
+
+def test_the_reference_runs_when_the_fused_path_is_off(monkeypatch):
+    loss = build_loss(loss_cfg("eql"))
+    loss.implementation = "reference"
+    monkeypatch.setattr(type(loss), "fused_loss", lambda *args, **kwargs: pytest.fail("fused path ran"))
+    value = loss(torch.randn(5, NUM_CLASSES), torch.tensor([0, 1, 2, 3, NUM_CLASSES]))
+    assert torch.isfinite(value)

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from lt_det.losses.counter_rng import lowbias32, uniform
+from lt_det.losses.fused.counter_rng import lowbias32, uniform
 
 
 def lowbias32_reference(x: int) -> int:

@@ -15,6 +15,10 @@ from lt_det.losses.federated import FederatedLoss
 from loss_reference import bce, dbce, onehot_row
 
 
+# Every test here runs on the fused path and on the reference.
+pytestmark = pytest.mark.usefixtures("both_implementations")
+
+
 def main_fed_loss(pred_class_logits, gt_classes, image_count, num_fed_classes=50, power=0.5):
     num_rois, num_classes = pred_class_logits.shape[0], pred_class_logits.shape[1] - 1
     weight = torch.tensor(image_count).float() ** power

@@ -12,9 +12,14 @@ from lt_det.losses.balanced_sigmoid import BalancedSigmoid
 from lt_det.losses.droploss import DropLoss
 from lt_det.losses.eql import EqualizationLoss
 from lt_det.losses.gumbel_ce import GumbelCE
-from lt_det.losses.sigmoid_ce import SigmoidCE, SigmoidFocalLoss
+from lt_det.losses.focal import SigmoidFocalLoss
+from lt_det.losses.sigmoid_ce import SigmoidCE
 
 from loss_reference import bce, dbce, gumbel_terms, onehot_row
+
+# Every test here runs on the fused path and on the reference.
+pytestmark = pytest.mark.usefixtures("both_implementations")
+
 
 K = 3
 LOGITS = [[2.0, -1.0, 0.5], [-0.3, 1.2, -2.5], [0.7, -0.4, 3.0]]
@@ -72,18 +77,30 @@ def test_focal_by_hand():
     assert z.grad.item() == pytest.approx(0.75 * 0.25 * (2 * 0.5 * math.log(2.0) + 0.5))
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "gumbel"])
-def test_eql_lambda_zero_is_plain_binary_loss(activation):
-    eql = EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold=0.0, activation=activation)
-    plain = DropLoss(num_classes=K, image_frequency=FREQ, threshold=0.0, activation=activation)
-    z1 = torch.tensor(LOGITS, requires_grad=True)
-    z2 = torch.tensor(LOGITS, requires_grad=True)
-    eql(z1, torch.tensor(GT)).backward()
-    plain(z2, torch.tensor(GT)).backward()  # no tail class: nothing to drop either
-    torch.testing.assert_close(z1.grad, z2.grad)
+def weighted_binary(logits, gt, weight, activation):
+    """sum_ij w_ij l(z_ij, y_ij) / R and its gradient, l = BCE or the Gumbel BCE, from the scalar
+    definitions of loss_reference."""
     if activation == "sigmoid":
-        expected, grad = weighted_bce(LOGITS, GT, lambda i, j: 1.0)
-        torch.testing.assert_close(z1.grad, torch.tensor(grad))
+        return weighted_bce(logits, gt, weight)
+    total, grad = 0.0, []
+    for i, row in enumerate(logits):
+        y = onehot_row(gt[i], len(row))
+        g_row = []
+        for j, z in enumerate(row):
+            lp, ln, dp, dn = gumbel_terms(z)
+            total += weight(i, j) * (lp if y[j] else ln)
+            g_row.append(weight(i, j) * (dp if y[j] else dn) / len(logits))
+        grad.append(g_row)
+    return total / len(logits), grad
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "gumbel"])
+def test_eql_lambda_zero_is_plain_binary_loss(activation, check):
+    # lambda = 0: no class is tail, so EQL (and DropLoss) is the plain binary loss.
+    expected, grad = weighted_binary(LOGITS, GT, lambda i, j: 1.0, activation)
+    for loss_cls in (EqualizationLoss, DropLoss):
+        check(loss_cls(num_classes=K, image_frequency=FREQ, threshold=0.0, activation=activation), LOGITS, GT,
+              expected, grad)
 
 
 def eql_weight(tail, gt, verified=None):
@@ -286,7 +303,7 @@ def test_class_balanced_focal_by_hand():
     """beta = 0.5, instance counts (1, 2): raw weights (1 - b) / (1 - b^n) = (1, 2/3), normalised to
     sum K = 2: (1.2, 0.8); background rows weigh 1. At z = 0 every focal term (gamma 2, no alpha)
     is p^2 log 2 = 0.25 log 2 and its derivative +-0.25 (log 2 + 0.5)."""
-    from lt_det.losses.reweighted_ce import ClassBalancedFocal
+    from lt_det.losses.class_balanced_focal import ClassBalancedFocal
 
     loss = ClassBalancedFocal(num_classes=2, instance_count=[1, 2], beta=0.5, gamma=2.0, background_logit=False)
     z = torch.zeros(2, 2, requires_grad=True)
@@ -299,7 +316,7 @@ def test_class_balanced_focal_by_hand():
 
 
 def test_class_balanced_focal_with_equal_counts_is_focal_without_alpha():
-    from lt_det.losses.reweighted_ce import ClassBalancedFocal
+    from lt_det.losses.class_balanced_focal import ClassBalancedFocal
 
     balanced = ClassBalancedFocal(num_classes=K, instance_count=[7] * K, gamma=2.0, background_logit=False)
     focal = SigmoidFocalLoss(num_classes=K, alpha=-1.0, gamma=2.0, background_logit=False)

@@ -8,16 +8,20 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from detectron2.layers import cross_entropy
 
 from lt_det.losses.balanced_softmax import BalancedSoftmax
 from lt_det.losses.bags import BalancedGroupSoftmax
-from lt_det.losses.reweighted_ce import ClassBalancedCE, InverseFrequencyCE
+from lt_det.losses.class_balanced import ClassBalancedCE
+from lt_det.losses.inverse_frequency import InverseFrequencyCE
 from lt_det.losses.seesaw import SeesawLoss
 from lt_det.losses.softmax_ce import SoftmaxCE
 from lt_det.losses.softmax_eql import SoftmaxEQL
 
 from loss_reference import ce, dce, softmax
+
+# Every test here runs on the fused path and on the reference.
+pytestmark = pytest.mark.usefixtures("both_implementations")
+
 
 K = 3
 LOGITS = [[2.0, -1.0, 0.5, 0.1], [-0.3, 1.2, -2.5, 0.4], [0.7, -0.4, 3.0, 1.5]]
@@ -32,16 +36,27 @@ def mean_ce(logits, gt, weight=lambda i: 1.0):
 
 
 def test_softmax_ce_is_detectron2s():
+    """lt_det's predictor with softmax_ce gives detectron2's own FastRCNNOutputLayers loss."""
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.box_regression import Box2BoxTransform
+    from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+    from detectron2.structures import Boxes, Instances
+
     torch.manual_seed(0)
-    logits = torch.randn(64, 11)
-    gt = torch.randint(0, 11, (64,))
+    logits, deltas = torch.randn(64, 11), torch.randn(64, 40)
+    proposals = Instances((32, 32), proposal_boxes=Boxes(torch.tensor([[1.0, 2.0, 9.0, 12.0]]).repeat(64, 1)),
+                          gt_boxes=Boxes(torch.tensor([[2.0, 2.0, 10.0, 11.0]]).repeat(64, 1)),
+                          gt_classes=torch.randint(0, 11, (64,)))
+    stock = FastRCNNOutputLayers(ShapeSpec(channels=8), box2box_transform=Box2BoxTransform((10, 10, 5, 5)),
+                                 num_classes=10)
     z1, z2 = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    ours = SoftmaxCE(num_classes=10)(z1, gt)
-    theirs = cross_entropy(z2, gt, reduction="mean")
-    ours.backward()
+    theirs = stock.losses((z1, deltas), [proposals])["loss_cls"]
+    ours = SoftmaxCE(num_classes=10)(z2, proposals.gt_classes)
     theirs.backward()
+    ours.backward()
     assert torch.equal(ours, theirs) and torch.equal(z1.grad, z2.grad)
-    assert torch.equal(SoftmaxCE(num_classes=10).scores(logits), F.softmax(logits, dim=-1))
+    scores = stock.predict_probs((logits, deltas), [proposals])[0]
+    assert torch.equal(SoftmaxCE(num_classes=10).scores(logits), scores)
 
 
 def test_softmax_ce_by_hand(check):
@@ -56,15 +71,15 @@ def test_inverse_frequency_by_hand(check):
     counts = [1, 4, 20]
     alpha = [1.0, 0.25, 0.05]
     mean = sum(alpha) / 3
-    w = [min(max(a / mean, 0.01), 5.0) for a in alpha] + [1.0]
+    w = [min(max(a / mean, 0.1), 5.0) for a in alpha] + [1.0]  # the released clip [0.1, 5]
     expected, grad = mean_ce(LOGITS, GT, lambda i: w[GT[i]])
     check(InverseFrequencyCE(num_classes=K, instance_count=counts), LOGITS, GT, expected, grad)
 
 
 def test_inverse_frequency_clips():
     loss = InverseFrequencyCE(num_classes=2, instance_count=[1, 10000])
-    # alpha = [1, 1e-4], mean 0.50005: alpha / mean = [1.9998, 0.0002] -> clipped to [1.9998, 0.01]
-    torch.testing.assert_close(loss.class_weights, torch.tensor([1 / 0.50005, 0.01, 1.0]))
+    # alpha = [1, 1e-4], mean 0.50005: alpha / mean = [1.9998, 0.0002] -> clipped to [1.9998, 0.1]
+    torch.testing.assert_close(loss.class_weights, torch.tensor([1 / 0.50005, 0.1, 1.0]))
 
 
 def test_class_balanced_by_hand(check):

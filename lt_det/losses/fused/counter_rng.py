@@ -1,13 +1,14 @@
-"""Counter-based uniform random numbers for the losses that drop terms at random (DropLoss,
-Softmax EQL).
+"""Counter-based uniform random numbers for the fused kernels of the losses that drop terms at
+random (DropLoss, Softmax EQL). The losses' reference implementations draw with ``torch.rand``,
+as the released code does; the fused kernels draw the same distribution from this hash.
 
 ``U_ij = h(i * L + j) / 2^24`` for element (i, j) of an (R, L) problem, with ``h`` two rounds of
 Wellons's ``lowbias32`` integer hash keyed by two 32-bit keys drawn from torch's global
 generator (so a run is reproducible under ``torch.manual_seed``). Why not ``torch.rand``: PyTorch's
 CPU generator is sequential (about 15 ms for the draws of one LVIS-scale step, more than the whole
 fused loss), and ``torch.rand`` inside ``torch.compile`` is not vectorised on CPU. A counter-based
-hash is a pure, elementwise function of (keys, index): the compiled kernel and the eager row
-blocks draw the same numbers whatever the blocking, on any device. Each U has 24 random bits
+hash is a pure, elementwise function of (keys, index): the compiled kernel and its uncompiled
+fallback draw the same numbers, on any device. Each U has 24 random bits
 (float32's mantissa), the same resolution as ``torch.rand``'s float32 values. The element index is
 taken modulo 2^32, so the numbers repeat only beyond 4.3e9 elements per step.
 """

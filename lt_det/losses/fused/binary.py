@@ -1,0 +1,211 @@
+"""The fused weighted binary loss: every sigmoid-family loss of lt_det in one compiled pass.
+
+Shapes: R RoIs, L logit columns, of which the loss uses the first K; ``gt_classes`` (R,) int64 in
+[0, K], where K means "no positive column in this row" (detectron2's background label).
+
+Each sigmoid-family loss (sigmoid CE, focal, class-balanced focal, Balanced Sigmoid, EQL, DropLoss,
+Federated, Gumbel CE) is ``sum_ij w_ij * l(z_ij + s_ij, y_ij) / R`` with
+``y = onehot(gt_classes, K + 1)[:, :K]``, a constant logit shift ``s`` and a weight
+``w_ij = v_i * (1 - I_ij * (1 - y_ij))``: an ignore mask I that never touches a positive entry,
+and a row weight v. Each loss module writes its own formula in plain PyTorch (its ``loss``); its
+``fused_loss`` maps the formula onto the arguments of :func:`weighted_binary_loss`, which computes
+the value and its hand-derived gradient in one kernel, and is tested equal to the reference.
+"""
+from typing import NamedTuple, Optional
+
+import torch
+
+from ..functional import GUMBEL_TRAIN_CLAMP
+from .counter_rng import uniform
+from .kernel import FusedKernel, PrecomputedGradient
+
+
+# Per-element terms of each binary loss l: ``terms(x, params) -> (l(x, 0), l(x, 1), l'(x, 0),
+# l'(x, 1))``, derivatives w.r.t. x. ``params`` is a (3,) tensor (only focal reads it).
+
+
+def sigmoid_terms(x: torch.Tensor, params: torch.Tensor):
+    """BCE: softplus(x) and softplus(-x), derivatives sigma(x) and -sigma(-x).
+
+    Both softplus values share ``log1p(exp(-|x|))`` (softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|))),
+    and both sigmoids ``1 / (1 + e)`` and ``e / (1 + e)`` with e = exp(-|x|): each is exact
+    where it is small, with one exp and one log1p per element.
+    """
+    e = torch.exp(-x.abs())
+    log_term = torch.log1p(e)
+    small = e / (1.0 + e)  # sigma(-|x|)
+    large = 1.0 - small  # sigma(|x|), >= 1/2
+    sigma_pos = torch.where(x >= 0, large, small)  # sigma(x)
+    sigma_neg = torch.where(x >= 0, small, large)  # sigma(-x) = 1 - sigma(x)
+    return x.clamp(min=0) + log_term, (-x).clamp(min=0) + log_term, sigma_pos, -sigma_neg
+
+
+def gumbel_terms(z: torch.Tensor, params: torch.Tensor):
+    """Gumbel BCE of GOL on x = clamp(z, -4, 10), with t = exp(-x) = -log eta(x):
+
+    target 1: t, derivative -t; target 0: -log(1 - exp(-t)) = -log(-expm1(-t)), derivative
+    t / expm1(t). Both derivatives are 0 where the clamp acted (clamp's backward is 1 on the closed
+    interval).
+    """
+    lo, hi = GUMBEL_TRAIN_CLAMP
+    x = z.clamp(lo, hi)
+    inside = (x == z).float()
+    t = torch.exp(-x)
+    return -torch.log(-torch.expm1(-t)), t, t / torch.expm1(t) * inside, -t * inside
+
+
+def focal_terms(x: torch.Tensor, params: torch.Tensor):
+    """torchvision / fvcore sigmoid focal loss; ``params`` = (gamma, alpha_1, alpha_0).
+
+    With p = sigma(x): target 0: a0 p^g softplus(x), derivative a0 p^g (g (1 - p) softplus(x) + p);
+    target 1: a1 (1 - p)^g softplus(-x), derivative -a1 (1 - p)^g (g p softplus(-x) + 1 - p).
+    """
+    gamma, alpha_pos, alpha_neg = params[0], params[1], params[2]
+    softplus_x, softplus_minus_x, p, minus_q = sigmoid_terms(x, params)
+    q = -minus_q  # 1 - p
+    mod_neg = p.pow(gamma) * alpha_neg
+    mod_pos = q.pow(gamma) * alpha_pos
+    return (
+        mod_neg * softplus_x,
+        mod_pos * softplus_minus_x,
+        mod_neg * (gamma * q * softplus_x + p),
+        -mod_pos * (gamma * p * softplus_minus_x + q),
+    )
+
+
+def _binary_kernel(terms, *, logits, gt_classes, params, shift_rows, shift_cols, ignore_rows, ignore_cols,
+                   ignore_full, drop_rows, drop_ratio, keys, row_weights, used_cols, scale):
+    """(sum_ij w_ij l_ij * scale as float64, w_ij l'_ij * scale as (R, L) fp32).
+
+    ``s_ij = shift_rows_i shift_cols_j``; ``I_ij = ignore_cols_j (ignore_rows_i + drop_rows_i D_ij)
+    [* ignore_full_ij]`` with ``D_ij = 1[U_ij > drop_ratio]``; ``w_ij = row_weights_i used_cols_j
+    (1 - I_ij (1 - y_ij))``.
+    """
+    num_rows, width = logits.shape
+    cols = torch.arange(width, device=logits.device)
+    positive = gt_classes[:, None] == cols
+    loss_neg, loss_pos, grad_neg, grad_pos = terms(logits + shift_rows[:, None] * shift_cols, params)
+    ignore_by_row = ignore_rows[:, None]
+    if drop_rows is not None:
+        dropped = (uniform(keys, torch.arange(num_rows, device=logits.device), width) > drop_ratio).float()
+        ignore_by_row = ignore_by_row + drop_rows[:, None] * dropped
+    ignore = ignore_cols * ignore_by_row
+    if ignore_full is not None:
+        ignore = ignore * ignore_full
+    weight = torch.where(positive, 1.0, 1.0 - ignore) * row_weights[:, None] * used_cols
+    loss = (torch.where(positive, loss_pos, loss_neg) * weight).sum(dim=1)
+    grad = torch.where(positive, grad_pos, grad_neg) * (weight * scale)
+    return loss.double().sum() * scale, grad
+
+
+# One top-level function per activation: torch.compile caches graphs per function.
+def _sigmoid_kernel(**kwargs):
+    return _binary_kernel(sigmoid_terms, **kwargs)
+
+
+def _gumbel_kernel(**kwargs):
+    return _binary_kernel(gumbel_terms, **kwargs)
+
+
+def _focal_kernel(**kwargs):
+    return _binary_kernel(focal_terms, **kwargs)
+
+
+KERNELS = {
+    "sigmoid": FusedKernel(_sigmoid_kernel),
+    "gumbel": FusedKernel(_gumbel_kernel),
+    "focal": FusedKernel(_focal_kernel),
+}
+
+
+class Focal(NamedTuple):
+    """Focal loss parameters: ``alpha_t (1 - p_t)^gamma BCE``; alpha < 0: no alpha_t."""
+
+    gamma: float = 2.0
+    alpha: float = 0.25
+
+
+class RandomDrop(NamedTuple):
+    """Ignore terms at random: ``I_ij += rows_i * 1[U_ij > ratio]`` (DropLoss's D), U from
+    :mod:`lt_det.losses.fused.counter_rng` with ``keys`` (2,) int64 (one draw per step)."""
+
+    rows: torch.Tensor  # (R,) float 0 / 1
+    ratio: torch.Tensor  # 0-d float
+    keys: torch.Tensor  # (2,) int64
+
+
+def weighted_binary_loss(
+    logits: torch.Tensor,
+    gt_classes: torch.Tensor,
+    *,
+    activation: str = "sigmoid",
+    focal: Optional[Focal] = None,
+    num_columns: Optional[int] = None,
+    logit_shift: Optional[torch.Tensor] = None,
+    shift_rows: Optional[torch.Tensor] = None,
+    ignore_cols: Optional[torch.Tensor] = None,
+    ignore_rows: Optional[torch.Tensor] = None,
+    ignore_full: Optional[torch.Tensor] = None,
+    drop: Optional[RandomDrop] = None,
+    row_weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``sum_ij w_ij * l(z_ij + s_ij, y_ij) / R``, fused (one pass, one gradient buffer).
+
+    The ignore mask is ``I_ij = c_j * (a_i + b_i * D_ij) * M_ij`` and the weight
+    ``w_ij = v_i * (1 - I_ij * (1 - y_ij))``, so positives keep their weight v_i.
+
+    Args:
+        logits: (R, L) float32 with L >= K; the loss uses the first K columns (the others get a
+            zero gradient), so callers need not slice off a background logit.
+        gt_classes: (R,) int64 in [0, K]; K marks a row with no positive column.
+        activation: the binary loss ``l``: "sigmoid" (BCE), "gumbel" (GOL's Gumbel BCE) or
+            "focal" (sigmoid focal loss with ``focal``'s parameters).
+        focal: gamma and alpha of the focal loss (default ``Focal()``: 2, 0.25).
+        num_columns: K (default L).
+        logit_shift: (K,) constant s_j added to the logits of column j (no gradient).
+        shift_rows: (R,) float 0 / 1: the rows that get ``logit_shift`` (None: every row).
+        ignore_cols: (K,) float c_j (None: no term is ignored).
+        ignore_rows: (R,) float a_i (None: 1).
+        ignore_full: (R, L) float M_ij (None: 1).
+        drop: b_i and the random D_ij (:class:`RandomDrop`; None: b = 0).
+        row_weights: (R,) float v_i (None: 1).
+
+    Returns:
+        scalar loss with ``d loss / d logits = w * l'(z + s, y) / R``.
+    """
+    if activation not in KERNELS:
+        raise ValueError(f"Unknown activation '{activation}'; expected one of {sorted(KERNELS)}")
+    if ignore_cols is None and (ignore_full is not None or drop is not None):
+        raise ValueError("ignore_full and drop act through ignore_cols: pass ignore_cols")
+    num_rows, width = logits.shape
+    num_columns = width if num_columns is None else num_columns
+
+    def per_column(values, fill):
+        full = logits.new_zeros(width)
+        full[:num_columns] = fill if values is None else values
+        return full
+
+    def per_row(values):
+        return logits.new_ones(num_rows) if values is None else values.to(logits.dtype)
+
+    gamma, alpha = focal or Focal()
+    alphas = (alpha, 1.0 - alpha) if alpha >= 0 else (1.0, 1.0)
+    kwargs = dict(
+        logits=logits,
+        gt_classes=gt_classes,
+        params=logits.new_tensor([gamma, *alphas]),
+        shift_rows=per_row(shift_rows),
+        shift_cols=per_column(logit_shift, 0.0),
+        ignore_rows=per_row(ignore_rows),
+        ignore_cols=per_column(ignore_cols, 0.0),
+        ignore_full=ignore_full,
+        drop_rows=None if drop is None else drop.rows.to(logits.dtype),
+        drop_ratio=logits.new_zeros(()) if drop is None else drop.ratio.to(logits.dtype),
+        keys=gt_classes.new_zeros(2) if drop is None else drop.keys,
+        row_weights=per_row(row_weights),
+        used_cols=per_column(None, 1.0),
+        scale=logits.new_full((), 1.0 / num_rows),
+    )
+    kernel = KERNELS[activation]
+    return PrecomputedGradient.apply(logits, lambda: kernel(**kwargs))
+
