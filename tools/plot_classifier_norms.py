@@ -5,8 +5,8 @@
         --weights output/demo/model_final.pth [--output-dir output/demo/classifier_norms]
 
 Reads ``roi_heads.box_predictor.cls_score.weight`` from the checkpoint, takes the L2 norm of each
-foreground class's row (rows 0..K-1: the layout of every loss except BAGS, whose rows are ordered
-by group and are refused here), and plots it against the class's training image count from the
+foreground class's row (the rows the config's loss names, ``LTLoss.classifier_rows()``: rows
+0..K-1 for every loss except BAGS, whose rows are ordered by group), and plots it against the class's training image count from the
 training set's metadata, coloured by frequency group. Writes ``classifier_norms.png`` and
 ``classifier_norms.csv``. A classifier trained on a long tail typically has larger norms for
 frequent classes; τ-normalisation (tools/tau_norm.py) divides them out.
@@ -14,29 +14,29 @@ frequent classes; τ-normalisation (tools/tau_norm.py) divides them out.
 import argparse
 import csv
 import os
+from typing import Sequence
 
 import torch
 
-import lt_det  # noqa: F401  (compat shims before detectron2)
-import lt_det.data  # noqa: F401  (dataset registration)
 from detectron2.config import get_cfg
 
+from lt_det.builtin import setup_environment
 from lt_det.config import add_lt_det_config
 from lt_det.data import get_class_stats
 from lt_det.evaluation.per_class import scatter_by_group
+from lt_det.losses import build_loss
+from lt_det.modeling.tau_norm import check_class_rows
 
 CLASSIFIER = "roi_heads.box_predictor.cls_score.weight"
 
 
-def class_weight_norms(state_dict: dict, num_classes: int, key: str = CLASSIFIER) -> torch.Tensor:
-    """(K,) L2 norms of the first K rows of the classifier weight (L, D)."""
+def class_weight_norms(state_dict: dict, class_rows: Sequence[int], key: str = CLASSIFIER) -> torch.Tensor:
+    """(K,) L2 norms of the rows ``class_rows`` (one per class) of the classifier weight (L, D)."""
     if key not in state_dict:
         raise KeyError(f"checkpoint has no '{key}'; classifier-like keys: "
                        f"{[k for k in state_dict if 'cls_score' in k]}")
     weight = state_dict[key]
-    if weight.shape[0] < num_classes:
-        raise ValueError(f"'{key}' has {weight.shape[0]} rows, fewer than the {num_classes} classes")
-    return weight[:num_classes].float().norm(dim=1)
+    return weight[check_class_rows(class_rows, weight.shape[0])].float().norm(dim=1)
 
 
 def main(argv=None) -> str:
@@ -46,14 +46,15 @@ def main(argv=None) -> str:
     parser.add_argument("--output-dir", help="default: the checkpoint's folder")
     parser.add_argument("--key", default=CLASSIFIER, help="classifier weight key (a cascade stage's, ...)")
     args = parser.parse_args(argv)
+    setup_environment()
 
     cfg = add_lt_det_config(get_cfg())
     cfg.merge_from_file(args.config_file)
-    if cfg.MODEL.LT_LOSS.NAME == "bags":
-        raise SystemExit("BAGS orders its classifier rows by group: per-class rows are not 0..K-1")
     stats = get_class_stats(cfg.DATASETS.TRAIN)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = stats.num_classes  # the checkpoint was trained on this data
+    class_rows = build_loss(cfg, stats).classifier_rows()  # BAGS's are not the first K rows
     checkpoint = torch.load(args.weights, map_location="cpu", weights_only=False)
-    norms = class_weight_norms(checkpoint.get("model", checkpoint), stats.num_classes, args.key)
+    norms = class_weight_norms(checkpoint.get("model", checkpoint), class_rows, args.key)
 
     out = args.output_dir or os.path.dirname(os.path.abspath(args.weights))
     os.makedirs(out, exist_ok=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""τ-normalisation, post hoc (no training; SPEC §8): apply one τ to a checkpoint, or sweep τ on a
-validation split and report the best.
+"""τ-normalisation, post hoc (no training; Kang et al., ICLR 2020): apply one τ to a checkpoint,
+or sweep τ on a validation split and report the best.
 
     # one τ: writes a checkpoint whose foreground classifier rows are w_c / ||w_c||^τ
     python tools/tau_norm.py --config-file CFG --weights model_final.pth apply --tau 1.0 --output model_tau1.pth
@@ -9,7 +9,7 @@ validation split and report the best.
     python tools/tau_norm.py --config-file CFG --weights model_final.pth sweep --taus 0 0.25 0.5 0.75 1.0 \
         --val-dataset lvis_v1_val --metric bbox/AP OUTPUT_DIR output/tau_sweep
 
-The config gives C (``MODEL.ROI_HEADS.NUM_CLASSES``, the leading foreground rows) and, for a sweep,
+The config gives K (``MODEL.ROI_HEADS.NUM_CLASSES``, the leading foreground rows) and, for a sweep,
 the model and the evaluator; trailing ``KEY VALUE`` pairs override it as in train_net.py.
 """
 import argparse
@@ -20,40 +20,41 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 
-import lt_det  # noqa: F401  (compat shims before detectron2.layers)
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils.logger import setup_logger
 
-import lt_det.data  # noqa: F401  (dataset registration)
+from lt_det.builtin import setup_environment
 from lt_det.config import add_lt_det_config
+from lt_det.losses import build_loss
 from lt_det.modeling.tau_norm import tau_normalize_state_dict
 
 logger = logging.getLogger("lt_det.tau_norm")
 
 
-def apply_to_checkpoint(src: str, dst: str, tau: float, num_classes: int) -> None:
+def apply_to_checkpoint(src: str, dst: str, tau: float, class_rows: Sequence[int]) -> None:
     """Writes ``{"model": τ-normalised state dict, "tau": τ}`` from the checkpoint ``src``."""
     if not os.path.isfile(src):
         raise FileNotFoundError(f"Checkpoint not found: {src}")
     state = torch.load(src, map_location="cpu")["model"]
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    torch.save({"model": tau_normalize_state_dict(state, tau, num_classes), "tau": tau}, dst)
+    torch.save({"model": tau_normalize_state_dict(state, tau, class_rows), "tau": tau}, dst)
     logger.info(f"τ = {tau}: wrote {dst}")
 
 
 def tau_sweep(
     model: torch.nn.Module,
     taus: Sequence[float],
-    num_classes: int,
+    class_rows: Sequence[int],
     evaluate: Callable[[torch.nn.Module, float], Dict],
     metric: str,
 ) -> Tuple[float, List[Tuple[float, float]]]:
     """Evaluates ``model`` with its classifier τ-normalised for each τ; higher ``metric`` is better.
 
     Args:
+        class_rows: the classifier row of each class (the loss's ``classifier_rows()``).
         evaluate: (model, τ) -> detectron2 results dict (nested; ``metric`` is a flattened key
             such as "bbox/AP").
     Returns:
@@ -64,14 +65,14 @@ def tau_sweep(
     original = {k: v.clone() for k, v in model.state_dict().items()}
     scores = []
     for tau in taus:
-        model.load_state_dict(tau_normalize_state_dict(original, tau, num_classes))
+        model.load_state_dict(tau_normalize_state_dict(original, tau, class_rows))
         results = flatten_results_dict(evaluate(model, tau))
         if metric not in results:
             raise KeyError(f"τ sweep: metric {metric!r} not in the results; available: {sorted(results)}")
         scores.append((tau, float(results[metric])))
         logger.info(f"τ = {tau}: {metric} = {scores[-1][1]:.4f}")
     best = max(scores, key=lambda s: s[1])[0]
-    model.load_state_dict(tau_normalize_state_dict(original, best, num_classes))
+    model.load_state_dict(tau_normalize_state_dict(original, best, class_rows))
     return best, scores
 
 
@@ -116,7 +117,8 @@ def run_sweep(cfg, args) -> float:
         tau_cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, f"tau_{tau:g}")
         return Trainer.test(tau_cfg, model)
 
-    best, scores = tau_sweep(model, args.taus, cfg.MODEL.ROI_HEADS.NUM_CLASSES, evaluate, args.metric)
+    class_rows = model.roi_heads.box_predictor.cls_loss.classifier_rows()
+    best, scores = tau_sweep(model, args.taus, class_rows, evaluate, args.metric)
     logger.info("τ sweep on {}:\n{}\nbest τ = {}".format(
         cfg.DATASETS.TEST[0], "\n".join(f"  τ = {t:<6g} {args.metric} = {v:.4f}" for t, v in scores), best))
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -147,10 +149,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    setup_environment()
     setup_logger(name="lt_det")
     cfg = setup(args)
     if args.command == "apply":
-        return apply_to_checkpoint(args.weights, args.output, args.tau, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+        return apply_to_checkpoint(args.weights, args.output, args.tau, build_loss(cfg).classifier_rows())
     return run_sweep(cfg, args)
 
 

@@ -1,4 +1,6 @@
-"""Decoupled classifier re-training, stage 2 (SPEC §8: cRT, LWS, Balanced Sigmoid, BAGS).
+"""Decoupled classifier re-training, stage 2: cRT and LWS (Kang et al., "Decoupling Representation
+and Classifier for Long-Tailed Recognition", ICLR 2020), Balanced Sigmoid (Ren et al., BALMS,
+NeurIPS 2020) and BAGS (Li et al., CVPR 2020) stage 2.
 
 A stage-2 run builds the model for its own loss (which may need a different number of logits),
 then, in this order:
@@ -208,7 +210,12 @@ def prepare_stage2_model(model: nn.Module, cfg) -> List[str]:
     if d.LWS.ENABLED:
         if d.CLASSIFIER_INIT == "reinit":
             raise ValueError("LWS scales the stage-1 classifier: DECOUPLED.CLASSIFIER_INIT cannot be 'reinit'")
-        replace_with_lws(_unwrap(model), CLASSIFIER, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES, scale_bias=d.LWS.SCALE_BIAS)
+        # lt_det's predictor asks its loss which rows are the classes (BAGS's are not the first
+        # K); detectron2's stock predictor has the softmax layout.
+        cls_loss = getattr(_unwrap(model).get_submodule(PREDICTOR), "cls_loss", None)
+        num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        class_rows = cls_loss.classifier_rows() if cls_loss is not None else torch.arange(num_classes)
+        replace_with_lws(_unwrap(model), CLASSIFIER, class_rows=class_rows, scale_bias=d.LWS.SCALE_BIAS)
     trainable = freeze_all_but(model, d.TRAINABLE)
     pinned = pin_batchnorm_eval(model)
     _log_trainable(model, trainable)

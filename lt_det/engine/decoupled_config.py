@@ -1,5 +1,5 @@
-"""Config keys of decoupled classifier re-training (stage 2, SPEC §8), read by
-:mod:`lt_det.engine.decoupled`.
+"""Config keys of decoupled classifier re-training (stage 2: cRT, LWS, Balanced Sigmoid, BAGS),
+read by :mod:`lt_det.engine.decoupled`.
 
 Keys detectron2 already has keep their meaning: the stage-1 checkpoint is ``MODEL.WEIGHTS``, the
 sampler ``DATALOADER.SAMPLER_TRAIN`` (``"ClassAwareSampler"`` for cRT / LWS, RFS for Balanced
@@ -33,7 +33,7 @@ def add_decoupled_config(cfg) -> None:
     # the frozen stage-1 classifier. Train it with DECOUPLED.TRAINABLE =
     # ["roi_heads.box_predictor.cls_score.scale"] and class-aware sampling (the paper's recipe).
     cfg.DECOUPLED.LWS = CN()
-    cfg.DECOUPLED.LWS.ENABLED = False
-    # False: z_c = s_c (w_c . x) + b_c, weight rows only (eqlv2's detection variant, the default
-    # of SPEC §8). True: z_c = s_c (w_c . x + b_c), the whole logit (Kang et al.'s classification code).
+    cfg.DECOUPLED.LWS.ENABLED = False  # True: wrap the classifier in LWS scales for stage 2
+    # False (default): z_c = s_c (w_c . x) + b_c, weight rows only (eqlv2's detection variant).
+    # True: z_c = s_c (w_c . x + b_c), the whole logit (Kang et al.'s classification code).
     cfg.DECOUPLED.LWS.SCALE_BIAS = False

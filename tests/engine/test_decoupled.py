@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import lt_det  # noqa: F401  (before detectron2)
 from detectron2.config import get_cfg
 from detectron2.engine import SimpleTrainer
 from detectron2.solver import build_optimizer

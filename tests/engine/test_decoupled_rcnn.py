@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import lt_det  # noqa: F401  (before detectron2)
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultTrainer, SimpleTrainer
 

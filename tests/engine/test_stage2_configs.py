@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-import lt_det  # noqa: F401  (before detectron2)
 from detectron2.config import get_cfg
 from detectron2.engine import DefaultTrainer
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-import lt_det  # noqa: F401  (before detectron2)
 from detectron2.config import get_cfg
 
 from lt_det.modeling.tau_norm import CLASSIFIER_WEIGHT, tau_normalize
@@ -38,14 +37,14 @@ def test_apply_to_checkpoint(tmp_path):
     model = toy_model()
     src, dst = str(tmp_path / "model.pth"), str(tmp_path / "out" / "tau1.pth")
     torch.save({"model": model.state_dict(), "iteration": 5}, src)
-    tool.apply_to_checkpoint(src, dst, 1.0, C)
+    tool.apply_to_checkpoint(src, dst, 1.0, list(range(C)))
     out = torch.load(dst)
     assert out["tau"] == 1.0
     torch.testing.assert_close(out["model"][CLASSIFIER_WEIGHT][:C].norm(dim=1), torch.ones(C))
     assert torch.equal(out["model"][CLASSIFIER_WEIGHT][C:], model.state_dict()[CLASSIFIER_WEIGHT][C:])
     assert torch.equal(out["model"]["roi_heads.box_predictor.cls_score.bias"], model.roi_heads.box_predictor.cls_score.bias)
     with pytest.raises(FileNotFoundError):
-        tool.apply_to_checkpoint(str(tmp_path / "missing.pth"), dst, 1.0, C)
+        tool.apply_to_checkpoint(str(tmp_path / "missing.pth"), dst, 1.0, list(range(C)))
 
 
 def test_sweep_evaluates_each_tau_and_keeps_the_best():
@@ -57,13 +56,13 @@ def test_sweep_evaluates_each_tau_and_keeps_the_best():
         seen[tau] = m.state_dict()[CLASSIFIER_WEIGHT].clone()
         return {"bbox": {"AP": {0.0: 10.0, 0.5: 30.0, 1.0: 20.0}[tau]}}
 
-    best, scores = tool.tau_sweep(model, [0.0, 0.5, 1.0], C, evaluate, "bbox/AP")
+    best, scores = tool.tau_sweep(model, [0.0, 0.5, 1.0], list(range(C)), evaluate, "bbox/AP")
     assert best == 0.5 and scores == [(0.0, 10.0), (0.5, 30.0), (1.0, 20.0)]
     for tau, weight in seen.items():
-        assert torch.equal(weight, tau_normalize(original, tau, C))
-    assert torch.equal(model.state_dict()[CLASSIFIER_WEIGHT], tau_normalize(original, 0.5, C))
+        assert torch.equal(weight, tau_normalize(original, tau, list(range(C))))
+    assert torch.equal(model.state_dict()[CLASSIFIER_WEIGHT], tau_normalize(original, 0.5, list(range(C))))
     with pytest.raises(KeyError, match="'segm/AP' not in the results"):
-        tool.tau_sweep(model, [1.0], C, evaluate, "segm/AP")
+        tool.tau_sweep(model, [1.0], list(range(C)), evaluate, "segm/AP")
 
 
 def test_sweep_without_a_validation_split_is_an_error():

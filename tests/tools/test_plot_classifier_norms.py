@@ -13,14 +13,16 @@ tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tool)
 
 
-def test_norms_of_the_first_k_rows():
-    weight = torch.tensor([[3.0, 4.0], [0.0, -1.0], [6.0, 8.0]])  # the last row: background
-    norms = tool.class_weight_norms({tool.CLASSIFIER: weight}, num_classes=2)
+def test_norms_of_the_class_rows():
+    weight = torch.tensor([[3.0, 4.0], [0.0, -1.0], [6.0, 8.0]])
+    norms = tool.class_weight_norms({tool.CLASSIFIER: weight}, class_rows=[0, 1])  # row 2: background
     assert norms.tolist() == [5.0, 1.0]
+    # BAGS-like layout: class 0 in row 2, class 1 in row 0.
+    assert tool.class_weight_norms({tool.CLASSIFIER: weight}, class_rows=[2, 0]).tolist() == [10.0, 5.0]
     with pytest.raises(KeyError, match="cls_score"):
-        tool.class_weight_norms({"other": weight}, num_classes=2)
-    with pytest.raises(ValueError, match="fewer than the 4 classes"):
-        tool.class_weight_norms({tool.CLASSIFIER: weight}, num_classes=4)
+        tool.class_weight_norms({"other": weight}, class_rows=[0, 1])
+    with pytest.raises(ValueError, match="distinct rows of a classifier with 3 rows"):
+        tool.class_weight_norms({tool.CLASSIFIER: weight}, class_rows=[0, 1, 2, 3])
 
 
 def test_writes_plot_and_csv_with_the_training_counts(tiny_dataset_root, tmp_path):
