@@ -41,6 +41,7 @@ def test_softmax_ce_is_detectron2s():
     from detectron2.modeling.box_regression import Box2BoxTransform
     from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
     from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
 
     torch.manual_seed(0)
     logits, deltas = torch.randn(64, 11), torch.randn(64, 40)
@@ -50,7 +51,8 @@ def test_softmax_ce_is_detectron2s():
     stock = FastRCNNOutputLayers(ShapeSpec(channels=8), box2box_transform=Box2BoxTransform((10, 10, 5, 5)),
                                  num_classes=10)
     z1, z2 = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    theirs = stock.losses((z1, deltas), [proposals])["loss_cls"]
+    with EventStorage():  # the stock predictor logs its accuracy there
+        theirs = stock.losses((z1, deltas), [proposals])["loss_cls"]
     ours = SoftmaxCE(num_classes=10)(z2, proposals.gt_classes)
     theirs.backward()
     ours.backward()
