@@ -1,4 +1,5 @@
-"""Scalar reference formulas, written from SPEC.md with Python's math module only.
+"""Scalar reference formulas, written from the papers' and released code's
+definitions (docs/losses.md) with Python's math module only.
 
 Each loss test compares lt_det's tensor code with these element-by-element definitions; nothing
 here calls lt_det or torch. Logits are nested lists [[z_i0, z_i1, ...], ...].

@@ -1,4 +1,4 @@
-"""Sigmoid-family losses against their formulas (SPEC sections 1-5), written out element by element.
+"""Sigmoid-family losses against their formulas (docs/losses.md), written out element by element.
 
 Shared example: K = 3 classes, R = 3 RoIs (two foreground, one background), reduction sum / R.
 """
@@ -231,7 +231,7 @@ def test_droploss_drops_background_tail_negatives_with_probability_one_minus_rat
 
 
 def gumbel_ce_direct(z, gt):
-    """SPEC's log-space Gumbel CE over K + 1 columns, as one autograd formula."""
+    """GOL's Gumbel CE over K + 1 columns in log space, as one autograd formula."""
     y = torch.nn.functional.one_hot(gt, z.shape[1]).to(z.dtype)
     x = z.clamp(-4, 10)
     loss = y * torch.exp(-x) - (1 - y) * torch.log(-torch.expm1(-torch.exp(-x)))
@@ -287,7 +287,7 @@ def test_tail_classes_are_logged(caplog):
     [("lvis_v1_train_cat_info.json", 99388, 0.0011, 815), ("lvis_v0.5_train_cat_info.json", 56740, 0.00177, 915)],
 )
 def test_released_lambdas_mark_the_released_tail_counts(cat_info, num_images, threshold, num_tail):
-    # SPEC section 3: v1 lambda = 0.0011 marks 815 classes; v0.5 lambda = 0.00177 marks 915 (r + c).
+    # EQL's released values: v1 lambda = 0.0011 marks 815 classes; v0.5 lambda = 0.00177 marks 915 (r + c).
     import json
     import pathlib
 

@@ -1,4 +1,4 @@
-"""Softmax-family losses against their formulas (SPEC sections 1, 2, 3, 6, 6b).
+"""Softmax-family losses against their formulas (docs/losses.md).
 
 Shared example: K = 3 foreground classes, R = 3 RoIs (two foreground, one background).
 """
@@ -192,7 +192,7 @@ def test_bags_with_a_single_group_is_softmax_ce():
 
 
 def seesaw_reference(class_logits, gt, counts, p, q):
-    """mmdetection's seesaw class term, one foreground RoI at a time, from SPEC 6b."""
+    """mmdetection's seesaw class term, one foreground RoI at a time, from mmdetection's seesaw_loss.py."""
     total, grad = 0.0, []
     for row, y in zip(class_logits, gt):
         sigma = softmax(row)

@@ -1,4 +1,5 @@
-"""Which per-class statistic each loss reads from the config, and SPEC edge cases no other test pins.
+"""Which per-class statistic each loss reads from the config, and edge cases of
+the released code that no other test pins.
 
 The statistics are those of ``loss_stats_dataset``: image_count = [1, 5, 20, 60, 300, 900] with
 # Every test here runs on the fused path and on the reference.
