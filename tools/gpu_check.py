@@ -31,7 +31,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from lt_det.losses import fused
+from lt_det.losses import fused, get_loss_class, list_losses
 from lt_det.modeling import LTFastRCNNOutputLayers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,21 +42,25 @@ DRAWS_UNIFORM = {"droploss", "softmax_eql", "droploss+gumbel"}  # reference take
 VALUE_RTOL, GRAD_ATOL = 1e-5, 1e-5
 
 
-def variants(num_classes, names=None):
-    """(label, loss name, config overrides) of every loss with a fused path, and GOL's Gumbel."""
-    rows = [(n, n, ()) for n in ("sigmoid_ce", "focal", "class_balanced_focal", "inverse_frequency",
-                                 "class_balanced", "balanced_softmax", "balanced_sigmoid", "eql", "softmax_eql",
-                                 "droploss", "gumbel_ce", "federated", "bags", "seesaw")]
+def variants(names=None):
+    """(label, loss name, config overrides) of every registered loss with a fused path, and the
+    Gumbel activation where it is an option (GOL = droploss+gumbel)."""
+    rows = [(n, n, ()) for n in list_losses() if get_loss_class(n).has_fused_path()]
     rows += [(f"{n}+gumbel", n, ("MODEL.LT_LOSS.ACTIVATION", "gumbel")) for n in ("eql", "droploss", "federated")]
     return [r for r in rows if names is None or r[0] in names]
 
 
-def lvis_batch(num_rois, num_classes, num_logits, device, seed=0):
-    """(R, L) logits and (R,) labels with a 25% foreground share, as the RoI sampler gives."""
-    gen = torch.Generator().manual_seed(seed)
+def lvis_labels(num_rois, num_classes, gen):
+    """(R,) labels with a 25% foreground share, as the RoI sampler gives."""
     num_fg = num_rois // 4
     gt = torch.cat([torch.randint(0, num_classes, (num_fg,), generator=gen), torch.full((num_rois - num_fg,), num_classes)])
-    gt = gt[torch.randperm(num_rois, generator=gen)]
+    return gt[torch.randperm(num_rois, generator=gen)]
+
+
+def lvis_batch(num_rois, num_classes, num_logits, device, seed=0):
+    """(R, L) logits and (R,) labels (:func:`lvis_labels`)."""
+    gen = torch.Generator().manual_seed(seed)
+    gt = lvis_labels(num_rois, num_classes, gen)
     return (torch.randn(num_rois, num_logits, generator=gen) * 2).to(device), gt.to(device)
 
 
@@ -89,7 +93,7 @@ def timed(fn, device):
     return time.perf_counter() - start
 
 
-def speed(label, losses, logits, gt, device, dtype, repeats):
+def speed(losses, logits, gt, device, dtype, repeats):
     """{implementation: median seconds} of forward + backward, logits cast to ``dtype`` as a layer
     under autocast would produce them; the first fused call's seconds as "first_fused"."""
     x = logits.to(dtype)
@@ -119,7 +123,7 @@ def predictor_steps(loss, num_classes, feature_dim, num_rois, steps, device):
     with EventStorage():
         for _ in range(steps):
             features = torch.randn(num_rois, feature_dim, generator=gen).to(device)
-            _, gt = lvis_batch(num_rois, num_classes, 1, device, seed=len(history))
+            gt = lvis_labels(num_rois, num_classes, gen).to(device)
             boxes = torch.rand(num_rois, 2, generator=gen) * 400
             proposal = torch.cat([boxes, boxes + 50], dim=1).to(device)
             target = (proposal + torch.randn(num_rois, 4, generator=gen).to(device) * 5)
@@ -152,29 +156,30 @@ def main(argv=None):
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "R": num_rois, "K": num_classes, "agreement": {}, "speed": {}, "training": {}}
     failed = []
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if args.tiny or device.type == "cpu":
-        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}  # CPU autocast has no fp16 matmul path worth timing
-    baseline = build("softmax_ce", num_classes, "reference").to(device)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        dtypes["fp16"] = torch.float16  # fp16 autocast is a CUDA training recipe
+    baseline = {"reference": build("softmax_ce", num_classes, "reference").to(device)}
+    ce_logits, ce_gt = lvis_batch(num_rois, num_classes, num_classes + 1, device)
+    ce = {d: speed(baseline, ce_logits, ce_gt, device, dtype, repeats)["reference"] for d, dtype in dtypes.items()}
+    report["softmax_ce"] = ce
 
     print(f"{report['device']}, torch {torch.__version__}: R = {num_rois}, K = {num_classes}")
     print(f"{'loss':<22}{'value rel':>10}{'grad abs':>10}" + "".join(f"{d + ' ref/CE':>12}{d + ' fused/CE':>14}" for d in dtypes)
           + f"{'compile s':>11}")
-    for label, name, opts in variants(num_classes, names):
+    for label, name, opts in variants(names):
         losses = {impl: build(name, num_classes, impl, *opts).to(device) for impl in ("reference", "fused")}
         logits, gt = lvis_batch(num_rois, num_classes, losses["fused"].num_logits(num_classes), device)
         rel, grad = agreement(label, losses["fused"], logits, gt)
         report["agreement"][label] = {"value_rel": rel, "grad_abs": grad}
         if not (rel <= VALUE_RTOL and grad <= GRAD_ATOL):
             failed.append(label)
-        ce_logits, _ = lvis_batch(num_rois, num_classes, num_classes + 1, device)
         line = f"{label:<22}{rel:>10.1e}{grad:>10.1e}"
         report["speed"][label] = {}
         for dname, dtype in dtypes.items():
-            t = speed(label, losses, logits, gt, device, dtype, repeats)
-            ce = speed("softmax_ce", {"reference": baseline}, ce_logits, gt, device, dtype, repeats)["reference"]
-            report["speed"][label][dname] = {**t, "softmax_ce": ce}
-            line += f"{t['reference'] / ce:>12.2f}{t['fused'] / ce:>14.2f}"
+            t = speed(losses, logits, gt, device, dtype, repeats)
+            report["speed"][label][dname] = t
+            line += f"{t['reference'] / ce[dname]:>12.2f}{t['fused'] / ce[dname]:>14.2f}"
         line += f"{report['speed'][label]['fp32']['first_fused']:>11.1f}"
         print(line, flush=True)
 
@@ -183,7 +188,7 @@ def main(argv=None):
     trained = {"sigmoid_ce", "seesaw"} if args.tiny else {"sigmoid_ce", "eql+gumbel", "federated", "seesaw", "bags"}
     train_rois = max(num_rois // 8, 16)  # 2 images x 512 RoIs at full size
     print(f"\nTraining: {steps} SGD steps of the box predictor, K = {num_classes}, R = {train_rois} RoIs")
-    for label, name, opts in variants(num_classes, trained):
+    for label, name, opts in variants(trained):
         curves = {impl: predictor_steps(build(name, num_classes, impl, *opts), num_classes, 1024, train_rois, steps,
                                         device) for impl in ("reference", "fused")}
         diff = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(curves["fused"], curves["reference"]))

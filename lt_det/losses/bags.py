@@ -98,7 +98,8 @@ class BalancedGroupSoftmax(LTLoss):
         return logits[:, self.starts[g] : self.starts[g] + self.sizes[g]]
 
     def classifier_rows(self) -> torch.Tensor:
-        """Class c of group g is row ``start_g + position of c in g``: not the first K rows."""
+        """Class c of group g is row ``start_g + position of c in g``: not the first K rows.
+        On the CPU, like the default (callers index checkpoint tensors with it)."""
         return self.rows.cpu()
 
     def selected_rois(self, gt_classes) -> List[Tuple[int, torch.Tensor, torch.Tensor]]:

@@ -77,17 +77,17 @@ class BalancedSigmoid(BinaryLoss):
         }
 
     def shifted_rows(self, gt_classes):
-        """(R, 1) float: 1 for the RoIs whose logits are shifted (foreground only, or every RoI)."""
+        """(R,) float: 1 for the RoIs whose logits are shifted (foreground only, or every RoI)."""
         if self.form == "released":
-            return (gt_classes < self.num_classes).float()[:, None]
-        return torch.ones(len(gt_classes), 1, device=gt_classes.device)
+            return (gt_classes < self.num_classes).float()
+        return torch.ones(len(gt_classes), device=gt_classes.device)
 
     def loss(self, logits, gt_classes, **extras):
         """(R, K) logits, (R,) labels -> sum_ij BCE(z_ij + s_ij, y_ij) / R."""
         y = onehot_targets(gt_classes, self.num_classes)
-        z = logits + self.shifted_rows(gt_classes) * self.logit_shift
+        z = logits + self.shifted_rows(gt_classes)[:, None] * self.logit_shift
         return binary_cross_entropy(z, y).sum() / len(z)
 
     def fused_loss(self, logits, gt_classes, **extras):
         return fused.weighted_binary_loss(logits, gt_classes, logit_shift=self.logit_shift,
-                                          shift_rows=self.shifted_rows(gt_classes)[:, 0])
+                                          shift_rows=self.shifted_rows(gt_classes))

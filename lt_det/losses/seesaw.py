@@ -72,14 +72,18 @@ class SeesawLoss(LTLoss):
     def num_logits(self, num_classes: int) -> int:
         return num_classes + 2
 
-    def objectness_loss(self, logits, gt_classes):
-        """Updates the counts N with this step's labels; returns the objectness term."""
+    def update_counts(self, gt_classes):
+        """N += this step's label counts (before N is used, as released)."""
         self.cum_samples += torch.bincount(gt_classes, minlength=self.num_classes + 1).to(self.cum_samples)
+
+    def objectness_loss(self, logits, gt_classes):
+        """The 2-way objectness CE over every RoI, summed and divided by R."""
         is_bg = (gt_classes == self.num_classes).long()
         return F.cross_entropy(logits[:, self.num_classes :], is_bg, reduction="sum") / len(gt_classes)
 
     def loss(self, logits, gt_classes, **extras):
         """(R, K + 2) logits, (R,) labels -> class term + objectness term."""
+        self.update_counts(gt_classes)
         loss_objectness = self.objectness_loss(logits, gt_classes)
         fg = (gt_classes < self.num_classes).nonzero().squeeze(1)
         counts = self.cum_samples[: self.num_classes]
@@ -87,6 +91,7 @@ class SeesawLoss(LTLoss):
         return seesaw_class_ce(class_logits, gt_classes[fg], counts, self.p, self.q) / len(gt_classes) + loss_objectness
 
     def fused_loss(self, logits, gt_classes, **extras):
+        self.update_counts(gt_classes)
         loss_objectness = self.objectness_loss(logits, gt_classes)
         fg = (gt_classes < self.num_classes).nonzero().squeeze(1)
         if len(fg) == 0:

@@ -16,6 +16,7 @@ def test_tiny_gpu_check_runs_and_agrees(tmp_path):
     report = json.loads(out.read_text())
     assert report["failed"] == [] and report["compile_failures"] == {}
     assert set(report["agreement"]) == {"sigmoid_ce", "droploss", "seesaw"}
+    assert report["softmax_ce"]["fp32"] > 0 and report["softmax_ce"]["bf16"] > 0
     for label, times in report["speed"].items():
-        assert times["fp32"]["fused"] > 0 and times["bf16"]["reference"] > 0 and times["fp32"]["softmax_ce"] > 0
+        assert times["fp32"]["fused"] > 0 and times["bf16"]["reference"] > 0
     assert all(len(t["reference"]) == 2 and t["max_rel_diff"] <= 1e-5 for t in report["training"].values())
