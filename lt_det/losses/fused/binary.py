@@ -59,12 +59,15 @@ def focal_terms(x: torch.Tensor, params: torch.Tensor):
 
     With p = sigma(x): target 0: a0 p^g softplus(x), derivative a0 p^g (g (1 - p) softplus(x) + p);
     target 1: a1 (1 - p)^g softplus(-x), derivative -a1 (1 - p)^g (g p softplus(-x) + 1 - p).
+    The powers come from the softplus values already at hand, ``p^g = exp(-g softplus(-x))`` and
+    ``(1 - p)^g = exp(-g softplus(x))``: one exp each, where a power with a run-time exponent
+    (g is a tensor input) costs a log and an exp.
     """
     gamma, alpha_pos, alpha_neg = params[0], params[1], params[2]
     softplus_x, softplus_minus_x, p, minus_q = sigmoid_terms(x, params)
     q = -minus_q  # 1 - p
-    mod_neg = p.pow(gamma) * alpha_neg
-    mod_pos = q.pow(gamma) * alpha_pos
+    mod_neg = torch.exp(-gamma * softplus_minus_x) * alpha_neg  # alpha_0 p^g
+    mod_pos = torch.exp(-gamma * softplus_x) * alpha_pos  # alpha_1 (1 - p)^g
     return (
         mod_neg * softplus_x,
         mod_pos * softplus_minus_x,
