@@ -35,7 +35,7 @@ from lt_det.losses import fused, get_loss_class, list_losses
 from lt_det.modeling import LTFastRCNNOutputLayers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_losses import BENCH_DATASET, build, register_stats  # noqa: E402  (a sibling tool)
+from benchmark_losses import build, register_stats  # noqa: E402  (a sibling tool)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRAWS_UNIFORM = {"droploss", "softmax_eql", "droploss+gumbel"}  # reference takes the fused U
