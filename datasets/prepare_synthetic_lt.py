@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate the embedded synthetic long-tailed LVIS-format dataset (see lt_det/data/synthetic.py).
 
-    python datasets/prepare_synthetic_lt.py [--out datasets/synthetic_lt] [--num-classes 40] ...
+    python datasets/prepare_synthetic_lt.py [--out datasets/synthetic_lt] [--name synthetic_lt] [--num-classes 40] ...
 
 Deterministic: the same arguments give identical files. Skips generation when the output folder
 already holds jsons made with the same arguments (use --force to regenerate).
@@ -14,31 +14,28 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lt_det.data.synthetic import GENERATOR_VERSION, SyntheticLTConfig, generate  # noqa: E402
+from lt_det.data.synthetic import SyntheticLTConfig, generate, is_up_to_date  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic_lt"))
+    parser.add_argument("--name", default="synthetic_lt", help="the jsons are NAME_{train,val,heldout}.json")
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
     for field in dataclasses.fields(SyntheticLTConfig):
         parser.add_argument("--" + field.name.replace("_", "-"), type=field.type, default=field.default)
     args = parser.parse_args()
     cfg = SyntheticLTConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticLTConfig)})
 
-    train_json = os.path.join(args.out, "synthetic_lt_train.json")
-    if not args.force and os.path.exists(train_json):
-        with open(train_json) as f:
-            info = json.load(f)["info"]
-            if info.get("generator") == dataclasses.asdict(cfg) and info.get("generator_version") == GENERATOR_VERSION:
-                print(f"{args.out} is up to date")
-                return
+    if not args.force and is_up_to_date(args.out, cfg, args.name):
+        print(f"{args.out} is up to date")
+        return
     start = time.perf_counter()
-    paths = generate(args.out, cfg)
+    paths = generate(args.out, cfg, args.name)
     with open(paths["train"]) as f:
         train = json.load(f)
     groups = {g: sum(c["frequency"] == g for c in train["categories"]) for g in "rcf"}
-    print(f"wrote {paths['train']} and {paths['val']} in {time.perf_counter() - start:.1f}s: "
+    print(f"wrote {', '.join(paths.values())} in {time.perf_counter() - start:.1f}s: "
           f"{len(train['images'])} train images, {len(train['annotations'])} instances, "
           f"{len(train['categories'])} classes (rare {groups['r']}, common {groups['c']}, frequent {groups['f']})")
 

@@ -10,10 +10,12 @@ data loader, as detectron2's ``data/datasets/builtin.py`` registers detectron2's
   loader, which keeps image-level labels and writes the class statistics;
 * registers the generated synthetic set as ``synthetic_lt_{train,val}`` under
   ``$DETECTRON2_DATASETS/synthetic_lt`` (default ``datasets/``, relative to the working directory
-  as detectron2's own built-ins are).
+  as detectron2's own built-ins are), and the benchmark's sets
+  (:mod:`lt_det.benchmark.data`) next to it.
 """
 import os
 
+from .benchmark.data import register_benchmark_datasets
 from .compat import restore_numpy_aliases
 from .data.datasets import register_synthetic_lt, reregister_builtin_lvis
 
@@ -21,10 +23,11 @@ __all__ = ["register_all_builtin", "setup_environment"]
 
 
 def register_all_builtin(root: str) -> None:
-    """Routes detectron2's LVIS names through lt_det's loader and registers the synthetic set
-    under ``root/synthetic_lt`` (unless ``synthetic_lt_*`` names are registered already)."""
+    """Routes detectron2's LVIS names through lt_det's loader and registers the synthetic sets
+    under ``root`` (names registered already are kept)."""
     reregister_builtin_lvis()
     register_synthetic_lt(os.path.join(root, "synthetic_lt"))
+    register_benchmark_datasets(root)
 
 
 def setup_environment() -> None:

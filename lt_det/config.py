@@ -8,6 +8,7 @@ of its default:
   ``FED_LOSS_*`` where this detectron2 lacks them): :mod:`lt_det.losses.config`
 * ``DATALOADER.REPEAT_SQRT`` (detectron2 main's key): :mod:`lt_det.data.sampling_config`
 * ``DECOUPLED``: :mod:`lt_det.engine.decoupled_config`
+* ``DIAGNOSTICS``: :mod:`lt_det.engine.diagnostics_config`
 * ``TEST.LVIS_EVAL``: :mod:`lt_det.evaluation.config`
 * ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE``: :mod:`lt_det.modeling.mask_head`
 """
@@ -15,6 +16,7 @@ from detectron2.config import CfgNode
 
 from .data.sampling_config import add_sampling_config
 from .engine.decoupled_config import add_decoupled_config
+from .engine.diagnostics_config import add_diagnostics_config
 from .evaluation.config import add_evaluation_config
 from .losses.config import add_loss_config
 from .modeling.mask_head import add_mask_head_config
@@ -25,6 +27,7 @@ def add_lt_det_config(cfg: CfgNode) -> CfgNode:
     add_loss_config(cfg)
     add_sampling_config(cfg)
     add_decoupled_config(cfg)
+    add_diagnostics_config(cfg)
     add_evaluation_config(cfg)
     add_mask_head_config(cfg)
     return cfg

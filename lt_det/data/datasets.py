@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import os
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -222,10 +222,10 @@ def reregister_builtin_lvis() -> None:
             )
 
 
-def register_synthetic_lt(root: str) -> None:
-    """Registers the generated synthetic set (``datasets/prepare_synthetic_lt.py``) under
-    ``synthetic_lt_train`` / ``synthetic_lt_val``, if not registered yet."""
-    for split in ("train", "val"):
-        name = f"synthetic_lt_{split}"
-        if name not in DatasetCatalog.list():
-            register_lvis_format(name, os.path.join(root, f"synthetic_lt_{split}.json"), root)
+def register_synthetic_lt(root: str, name: str = "synthetic_lt", splits: Sequence[str] = ("train", "val")) -> None:
+    """Registers a generated synthetic set (:func:`lt_det.data.synthetic.generate`) under
+    ``{name}_{split}``, its jsons ``root/{name}_{split}.json``, if not registered yet."""
+    for split in splits:
+        dataset = f"{name}_{split}"
+        if dataset not in DatasetCatalog.list():
+            register_lvis_format(dataset, os.path.join(root, f"{name}_{split}.json"), root)

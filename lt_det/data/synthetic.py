@@ -23,7 +23,13 @@ Design:
   this, LVIS evaluation ignores false positives and inflates AP) and ``not_exhaustive_category_ids``
   is empty.
 * The validation split is class balanced (``val_instances_per_class`` instances of every class),
-  so rare-class AP is measured on as many instances as frequent-class AP.
+  so rare-class AP is measured on as many instances as frequent-class AP. An optional held-out
+  split (``heldout_instances_per_class`` > 0), drawn the same way, is for choosing test-time
+  parameters (τ of τ-normalisation) without touching the validation split.
+* ``palette="pretrain"`` draws its classes from other shapes and colours
+  (``PRETRAIN_SHAPES`` x ``PRETRAIN_COLOURS``), so a backbone pretrained on such a set has seen
+  none of the benchmark's classes, as ImageNet stands in for LVIS; ``profile="uniform"`` gives
+  every class ``max_images_per_class`` training images (a balanced pretraining set).
 * Categories of both splits carry the training ``image_count``, ``instance_count`` and
   ``frequency``, as LVIS's own jsons do.
 
@@ -50,6 +56,19 @@ COLOURS = {  # RGB, far apart so a colour is identifiable under the noise
     "magenta": (200, 50, 200),
     "cyan": (40, 200, 210),
 }
+# A second, disjoint class vocabulary: no shape and no colour in common with the one above.
+PRETRAIN_SHAPES = ("ellipse", "heptagon", "octagon", "arrow", "trapezoid", "semicircle", "chevron",
+                   "parallelogram")
+PRETRAIN_COLOURS = {
+    "orange": (245, 140, 20),
+    "purple": (110, 30, 150),
+    "white": (245, 245, 245),
+    "brown": (120, 70, 30),
+    "pink": (250, 150, 200),
+    "black": (15, 15, 15),
+}
+PALETTES = {"lt": (SHAPES, COLOURS), "pretrain": (PRETRAIN_SHAPES, PRETRAIN_COLOURS)}
+PROFILES = ("long_tail", "uniform")
 GENERATOR_VERSION = 2  # bump when the same parameters start producing different output
 DEFAULT_MAX_IMAGES_PER_CLASS = 400  # the size at which the LVIS boundary 100 is used unscaled
 
@@ -69,6 +88,9 @@ class SyntheticLTConfig:
     min_object_size: int = 18
     max_object_size: int = 44
     seed: int = 0
+    heldout_instances_per_class: int = 0  # 0: no held-out split
+    palette: str = "lt"  # a key of PALETTES: the class vocabulary
+    profile: str = "long_tail"  # a member of PROFILES: training images per class
 
     @property
     def common_max_images(self) -> int:
@@ -79,6 +101,8 @@ class SyntheticLTConfig:
 
 def class_image_counts(cfg: SyntheticLTConfig) -> List[int]:
     """Target number of training images per frequency rank, (num_classes,), descending."""
+    if cfg.profile == "uniform":
+        return [cfg.max_images_per_class] * cfg.num_classes
     n_rare = int(round(cfg.rare_fraction * cfg.num_classes))
     n_common = int(round(cfg.common_fraction * cfg.num_classes))
     n_freq = cfg.num_classes - n_rare - n_common
@@ -112,6 +136,25 @@ def _polygon(shape: str, cx: float, cy: float, size: float, angle: float) -> np.
         t = np.pi / 2 + np.linspace(0, 2 * np.pi, 10, endpoint=False)
         radius = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
         pts = np.stack([np.cos(t), np.sin(t)], 1) * radius[:, None]
+    elif shape == "ellipse":
+        t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        pts = np.stack([np.cos(t), 0.55 * np.sin(t)], 1)
+    elif shape in ("heptagon", "octagon"):
+        n = 7 if shape == "heptagon" else 8
+        t = np.pi / 2 + np.linspace(0, 2 * np.pi, n, endpoint=False)
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif shape == "arrow":
+        pts = np.array([[1.0, 0.0], [0.2, 0.8], [0.2, 0.3], [-1.0, 0.3], [-1.0, -0.3], [0.2, -0.3],
+                        [0.2, -0.8]])
+    elif shape == "trapezoid":
+        pts = np.array([[-1.0, 0.6], [1.0, 0.6], [0.45, -0.6], [-0.45, -0.6]])
+    elif shape == "semicircle":
+        t = np.linspace(0, np.pi, 13)
+        pts = np.stack([np.cos(t), np.sin(t) - 0.4], 1)
+    elif shape == "chevron":
+        pts = np.array([[-1.0, 0.8], [0.0, -0.2], [1.0, 0.8], [1.0, 0.1], [0.0, -0.9], [-1.0, 0.1]])
+    elif shape == "parallelogram":
+        pts = np.array([[-1.0, -0.5], [0.4, -0.5], [1.0, 0.5], [-0.4, 0.5]])
     elif shape == "cross":
         a, b = 1.0, 0.35
         pts = np.array([[b, a], [b, b], [a, b], [a, -b], [b, -b], [b, -a],
@@ -189,10 +232,11 @@ def _render_split(rng, cfg, images_classes, class_defs, split, out_dir, first_an
                 continue
             taken.append(box)
             shape, colour = class_defs[cat_id]
+            colours = PALETTES[cfg.palette][1]
             size = box[2] - box[0]
             poly = _polygon(shape, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, size,
                             rng.uniform(0, 2 * np.pi))
-            rgb = np.clip(np.array(COLOURS[colour]) + rng.normal(0, 10, 3), 0, 255)
+            rgb = np.clip(np.array(colours[colour]) + rng.normal(0, 10, 3), 0, 255)
             cv2.fillPoly(canvas, [np.round(poly * 16).astype(np.int32)], rgb.tolist(),
                          lineType=cv2.LINE_AA, shift=4)
             x0, y0 = poly.min(0)
@@ -221,16 +265,22 @@ def _render_split(rng, cfg, images_classes, class_defs, split, out_dir, first_an
     return images, annotations
 
 
-def generate(out_dir: str, cfg: SyntheticLTConfig = SyntheticLTConfig()) -> Dict[str, str]:
-    """Writes ``{out_dir}/{train,val}/*.png`` and ``{out_dir}/synthetic_lt_{train,val}.json``.
+def generate(out_dir: str, cfg: SyntheticLTConfig = SyntheticLTConfig(), name: str = "synthetic_lt") -> Dict[str, str]:
+    """Writes ``{out_dir}/{split}/*.png`` and ``{out_dir}/{name}_{split}.json`` for the splits
+    train, val and (when ``cfg.heldout_instances_per_class`` > 0) heldout.
 
     Returns:
-        {"train": train_json_path, "val": val_json_path}
+        {split: json_path}
     """
-    if cfg.num_classes > len(SHAPES) * len(COLOURS):
-        raise ValueError(f"num_classes must be <= {len(SHAPES) * len(COLOURS)} (shape x colour pairs)")
+    if cfg.palette not in PALETTES:
+        raise ValueError(f"palette must be one of {sorted(PALETTES)}, not {cfg.palette!r}")
+    if cfg.profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, not {cfg.profile!r}")
+    shapes, colours = PALETTES[cfg.palette]
+    if cfg.num_classes > len(shapes) * len(colours):
+        raise ValueError(f"num_classes must be <= {len(shapes) * len(colours)} (shape x colour pairs)")
     rng = np.random.default_rng(cfg.seed)
-    pairs = [(s, c) for s in SHAPES for c in COLOURS]
+    pairs = [(s, c) for s in shapes for c in colours]
     chosen = rng.permutation(len(pairs))[: cfg.num_classes]
     class_defs = {i + 1: pairs[j] for i, j in enumerate(chosen)}  # category id -> (shape, colour)
     counts = class_image_counts(cfg)
@@ -245,6 +295,12 @@ def generate(out_dir: str, cfg: SyntheticLTConfig = SyntheticLTConfig()) -> Dict
                                            cfg.second_instance_prob)
     val_imgs, val_anns = _render_split(rng, cfg, val_classes, class_defs, "val", out_dir,
                                        len(train_anns) + 1, 0.0)
+    splits = [("train", train_imgs, train_anns), ("val", val_imgs, val_anns)]
+    if cfg.heldout_instances_per_class > 0:  # drawn last: train and val do not depend on it
+        heldout_tickets = {c: cfg.heldout_instances_per_class for c in class_defs}
+        heldout_classes = _pack_images(rng, heldout_tickets, cfg.max_objects_per_image)
+        splits.append(("heldout", *_render_split(rng, cfg, heldout_classes, class_defs, "heldout", out_dir,
+                                                 len(train_anns) + len(val_anns) + 1, 0.0)))
 
     image_count = {c: 0 for c in class_defs}
     instance_count = {c: 0 for c in class_defs}
@@ -259,11 +315,25 @@ def generate(out_dir: str, cfg: SyntheticLTConfig = SyntheticLTConfig()) -> Dict
         for c in sorted(class_defs)
     ]
     paths = {}
-    for split, imgs, anns in (("train", train_imgs, train_anns), ("val", val_imgs, val_anns)):
-        paths[split] = os.path.join(out_dir, f"synthetic_lt_{split}.json")
+    for split, imgs, anns in splits:
+        paths[split] = os.path.join(out_dir, f"{name}_{split}.json")
         data = {"info": {"description": "lt_det synthetic long-tailed set", "generator": asdict(cfg),
                          "generator_version": GENERATOR_VERSION},
                 "licenses": [], "categories": categories, "images": imgs, "annotations": anns}
         with open(paths[split], "w") as f:
             json.dump(data, f)
     return paths
+
+
+def is_up_to_date(out_dir: str, cfg: SyntheticLTConfig, name: str = "synthetic_lt") -> bool:
+    """Whether ``out_dir`` holds every json of :func:`generate` made with ``cfg`` by this version."""
+    splits = ("train", "val") + (("heldout",) if cfg.heldout_instances_per_class > 0 else ())
+    for split in splits:
+        path = os.path.join(out_dir, f"{name}_{split}.json")
+        if not os.path.exists(path):
+            return False
+        with open(path) as f:
+            info = json.load(f)["info"]
+        if info.get("generator") != asdict(cfg) or info.get("generator_version") != GENERATOR_VERSION:
+            return False
+    return True

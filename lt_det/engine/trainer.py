@@ -16,6 +16,7 @@ from ..data.image_labels import ImageLabelDatasetMapper
 from .config_checks import warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .hooks import CrashCheckpointer
+from .logit_grad_stats import LogitGradStatsHook
 
 
 class Trainer(DefaultTrainer):
@@ -87,4 +88,6 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         hooks = super().build_hooks()
         hooks.insert(-1, CrashCheckpointer(self.checkpointer))  # before the writers
+        if self.cfg.DIAGNOSTICS.LOGIT_GRAD_STATS:
+            hooks.insert(-1, LogitGradStatsHook(self.cfg.OUTPUT_DIR))
         return hooks

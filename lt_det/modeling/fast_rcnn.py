@@ -85,6 +85,9 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
             group = torch.as_tensor(np.stack([frequency == g for g in FREQUENCY_GROUPS]).argmax(0))
         self.register_buffer("frequency_group", group, persistent=False)
         self.fixed_ap_topk_per_class = fixed_ap_topk_per_class
+        # Set by lt_det.engine's LogitGradStatsHook; typed only by its ``observe(logits,
+        # gt_classes)`` because modeling may not import engine.
+        self.logit_grad_stats = None
 
     @classmethod
     def from_config(cls, cfg, input_shape, class_stats: Optional[ClassStats] = None):
@@ -133,6 +136,8 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
             gt_classes = torch.empty(0, dtype=torch.long, device=scores.device)
             proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
         self._log_classification_stats(scores, gt_classes)
+        if self.logit_grad_stats is not None and self.training:
+            self.logit_grad_stats.observe(scores, gt_classes)
 
         losses = {
             "loss_cls": self.cls_loss(scores, gt_classes, proposals=proposals),
