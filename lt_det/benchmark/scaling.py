@@ -11,7 +11,8 @@ mark no class there: its rarest class is in 1 / 1,397 = 0.0007 of the images, on
 With ``s`` that share and ``K`` classes, ``k = round(s K)`` classes are marked: a frequency
 threshold becomes the geometric mean of the ``k``-th and ``k+1``-th smallest image frequencies
 (strictly between them), a count bin edge becomes the ``k``-th smallest count plus one (bins are
-``n < edge``).
+``n < edge``; where counts tie so that an edge would not exceed the previous one, it is set to the
+previous one plus one).
 
 The shares, counted on LVIS v1 train (per-category ``image_count`` / ``instance_count``, image
 frequency = image_count / 99,388):
@@ -66,9 +67,8 @@ def scaled_count_edges(lvis_edges: Sequence[int], instance_count: Sequence[int])
         if edge not in LVIS_V1_INSTANCE_COUNT_MARKED:
             raise KeyError(f"no LVIS v1 share for instance count {edge}; known: {sorted(LVIS_V1_INSTANCE_COUNT_MARKED)}")
         k = _marked(LVIS_V1_INSTANCE_COUNT_MARKED[edge] / LVIS_V1_NUM_CLASSES, len(n))
-        edges.append(n[k - 1] + 1)
-    if any(b <= a for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"scaled BAGS bin edges {edges} are not increasing: the set's counts tie")
+        # where counts tie, an edge may not exceed the previous one: move it up, no group is empty
+        edges.append(max(n[k - 1] + 1, edges[-1] + 1 if edges else 0))
     return tuple(edges)
 
 
