@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lt_det_installed
 DEMO_OUT ?= output/demo
 
-.PHONY: setup demo data test clean
+.PHONY: setup demo data bench test clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ data: setup
 demo: data
 	$(PY) train_net.py --config-file configs/demo/mask_rcnn_R_18_FPN_synthetic_lt.yaml \
 		OUTPUT_DIR $(DEMO_OUT)
+
+# The benchmark (docs/benchmark.md): every method, 3 seeds; `make bench QUICK=1`: a few methods, one
+# seed, a short schedule. Finished cells are cached in output/benchmark/cells: re-running resumes.
+bench: setup
+	$(PY) tools/benchmark.py $(if $(QUICK),--profile quick,)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -6,6 +6,7 @@ with one recipe (configs/benchmark/Base-benchmark.yaml) on the generated long-ta
     python tools/benchmark.py --profile quick      # a few methods, one seed, short schedule
     python tools/benchmark.py --methods eql cRT    # these methods (and the stage 1 they start from)
     python tools/benchmark.py --report             # the table from finished cells only, no training
+    python tools/benchmark.py --import-cells docs/benchmark/cells.json   # continue a committed run
 
 Finished cells are cached under ``--cache`` by a key of their full config: a killed run continues
 where it stopped and a re-run trains only what changed. Writes ``table.md``, ``table.json`` and the
@@ -23,13 +24,14 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from lt_det.benchmark import plots, table  # noqa: E402
 from lt_det.benchmark.methods import DEFAULT_METHODS_FILE, load_methods, select  # noqa: E402
-from lt_det.benchmark.runner import BenchmarkRunner, Profile  # noqa: E402
+from lt_det.benchmark.runner import BenchmarkRunner, Profile, import_results  # noqa: E402
 from lt_det.builtin import setup_environment  # noqa: E402
 
 PROFILES = {
-    # 400 iterations at batch 8 = 2.3 epochs of the 1,397 training images
-    "full": Profile("full", seeds=(0, 1, 2), iters=400, pretrain_iters=800),
-    "quick": Profile("quick", seeds=(0,), iters=80, pretrain_iters=150,
+    # 360 iterations at batch 4 = 1.03 epochs of the 1,397 training images; the pretraining 800
+    # iterations at batch 8 = 5.5 epochs of its 1,155 images
+    "full": Profile("full", seeds=(0, 1, 2), iters=360, pretrain_iters=800),
+    "quick": Profile("quick", seeds=(0,), iters=100, pretrain_iters=150,
                      methods=("softmax_ce", "rfs", "eql", "cRT", "tau_norm")),
 }
 
@@ -51,6 +53,8 @@ def main(argv=None, profiles=PROFILES) -> dict:
     parser.add_argument("--cache", default="output/benchmark/cells", help="the cells' folder (shared by profiles)")
     parser.add_argument("--output", help="default: output/benchmark/PROFILE")
     parser.add_argument("--report", action="store_true", help="no training: tabulate the finished cells")
+    parser.add_argument("--import-cells", metavar="CELLS_JSON",
+                        help="first put the finished cells of an earlier run's cells.json into the cache")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
     setup_environment()
@@ -66,6 +70,9 @@ def main(argv=None, profiles=PROFILES) -> dict:
     data_root = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
     start = time.perf_counter()
+    if args.import_cells:
+        with open(args.import_cells) as f:
+            print(f"imported {import_results(os.path.abspath(args.cache), json.load(f))} cells from {args.import_cells}")
     runner = BenchmarkRunner(profile, methods, os.path.abspath(args.cache), os.path.abspath(data_root),
                              cached_only=args.report)
     results = runner.run()

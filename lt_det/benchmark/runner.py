@@ -46,7 +46,8 @@ class Profile:
     methods: Optional[Tuple[str, ...]] = None  # None: every method of the list
     bench_data: SyntheticLTConfig = bdata.BENCH_DATA
     pretrain_data: SyntheticLTConfig = bdata.PRETRAIN_DATA
-    overrides: Dict[str, object] = field(default_factory=dict)  # applied to every cell (tests: tiny runs)
+    overrides: Dict[str, object] = field(default_factory=dict)  # every cell, pretraining too (tests: tiny runs)
+    method_overrides: Dict[str, object] = field(default_factory=dict)  # method cells only (recipe trials)
 
 
 def _schedule(iters: int, steps: Sequence[float], warmup: int) -> Dict[str, object]:
@@ -73,12 +74,13 @@ class BenchmarkRunner:
         self.env = {"DETECTRON2_DATASETS": data_root}
 
     # -- configs ---------------------------------------------------------------------------
-    def _cfg(self, recipe: str, overrides: Dict[str, object]):
+    def _cfg(self, recipe: str, overrides: Dict[str, object], method_cell: bool = True):
         cfg = get_cfg()
         add_lt_det_config(cfg)
         cfg.merge_from_file(recipe)
         pairs = []
-        for key, value in {**overrides, **self.profile.overrides}.items():
+        profile = {**self.profile.overrides, **(self.profile.method_overrides if method_cell else {})}
+        for key, value in {**overrides, **profile}.items():
             if value == "RFS_T_EQL":
                 value = self.thresholds["RFS_T_EQL"]
             pairs += [key, value]
@@ -105,7 +107,8 @@ class BenchmarkRunner:
     # -- cells -----------------------------------------------------------------------------
     def pretrain(self) -> str:
         """The pretrained backbone's path (trains it first if not cached)."""
-        cfg = self._cfg(PRETRAIN_RECIPE, {**_schedule(self.profile.pretrain_iters, (0.75, 0.9), 100), "SEED": 0})
+        cfg = self._cfg(PRETRAIN_RECIPE, {**_schedule(self.profile.pretrain_iters, (0.75, 0.9), 100), "SEED": 0},
+                        method_cell=False)
         cell = Cell(self.cache_dir, "pretrain", cell_key("pretrain", strip_paths(cfg), self.data_key))
         backbone = os.path.join(cell.dir, "backbone.pth")
         if cell.result() is None and not self.cached_only:
@@ -143,6 +146,12 @@ class BenchmarkRunner:
             return cached
         if self.cached_only:
             return {"status": "pending", "method": method.name, "seed": seed}
+        if method.stage != "1" and not os.path.isfile(weights):
+            # its stage-1 result was imported (import_results) without the model: train it again
+            logger.info(f"{method.source} seed {seed}: no model in the cache; training it again for {method.name}")
+            os.remove(os.path.join(self.cache_dir, done[(method.source, seed)]["dir"], "result.json"))
+            done[(method.source, seed)] = self.run_method(self.methods[method.source], seed, done)
+            return self.run_method(method, seed, done)
         cfg.MODEL.WEIGHTS = weights
         cfg.OUTPUT_DIR = cell.dir
         logger.info(f"{method.name} seed {seed}: {cell.dir}")
@@ -224,6 +233,22 @@ class BenchmarkRunner:
                 continue
             if name.endswith(".pth") or name == "last_checkpoint" or name == "inference" or name == "sweep":
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def import_results(cache_dir: str, results: List[Dict]) -> int:
+    """Puts finished cells' results (a ``cells.json`` of an earlier run, on any machine) into
+    ``cache_dir``, so a run continues from them; a cell is reused only where its key, computed
+    from its config here, matches. Returns the number imported."""
+    count = 0
+    for r in results:
+        if r.get("status") not in ("ok", "diverged") or "key" not in r:
+            continue
+        cell = Cell(cache_dir, r["label"], r["key"])
+        if cell.result() is None:
+            os.makedirs(cell.dir, exist_ok=True)
+            cell.write_result({k: v for k, v in r.items() if k not in ("key", "label")})
+            count += 1
+    return count
 
 
 def classifier_norms(cfg, state_dict: Dict[str, torch.Tensor], stats) -> List[float]:

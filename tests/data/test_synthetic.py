@@ -92,3 +92,33 @@ def test_masks_match_boxes(small_set):
 def test_too_many_classes_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="num_classes"):
         generate(str(tmp_path), SyntheticLTConfig(num_classes=49))
+
+
+def test_heldout_split_leaves_train_and_val_unchanged(small_set, tmp_path):
+    _, paths = small_set
+    with_heldout = generate(str(tmp_path), SyntheticLTConfig(**{**SMALL.__dict__, "heldout_instances_per_class": 3}))
+    for split in ("train", "val"):
+        a, b = (json.load(open(p[split])) for p in (paths, with_heldout))
+        assert a["images"] == b["images"] and a["annotations"] == b["annotations"]
+    heldout = json.load(open(with_heldout["heldout"]))
+    assert Counter(a["category_id"] for a in heldout["annotations"]) == {c: 3 for c in range(1, SMALL.num_classes + 1)}
+    train_ids = {a["id"] for a in json.load(open(paths["train"]))["annotations"]}
+    assert not train_ids & {a["id"] for a in heldout["annotations"]}
+
+
+def test_pretrain_palette_shares_no_shape_or_colour_and_uniform_profile(tmp_path):
+    from lt_det.data.synthetic import COLOURS, SHAPES
+
+    cfg = SyntheticLTConfig(num_classes=48, max_images_per_class=3, val_instances_per_class=0, palette="pretrain",
+                            profile="uniform")
+    data = json.load(open(generate(str(tmp_path), cfg, name="pretrain")["train"]))
+    names = [c["name"] for c in data["categories"]]
+    assert len(set(names)) == 48
+    for name in names:
+        colour, shape = name.split("_", 1)
+        assert colour not in COLOURS and shape not in SHAPES
+    assert class_image_counts(cfg) == [3] * 48  # uniform: max_images_per_class each
+    # an object that finds no free slot in 50 tries is left out, so a class may fall short
+    assert max(c["image_count"] for c in data["categories"]) == 3
+    with pytest.raises(ValueError, match="palette must be one of"):
+        generate(str(tmp_path), SyntheticLTConfig(palette="imagenet"))
