@@ -17,6 +17,7 @@ setup(
         "faster-coco-eval>=1.8",  # a second fast LVIS backend, checked against lvis-api in tests
         "matplotlib",
         "tabulate",
+        "pyyaml",  # the benchmark's method list (configs/benchmark/methods.yaml)
     ],
     extras_require={"test": ["pytest>=7"]},
 )

@@ -2,10 +2,16 @@
 
 A cell is a folder ``{cache}/{label}-{key[:12]}`` holding ``config.yaml`` (the complete config the
 run used), the run's own outputs and, once finished, ``result.json``. The key is the SHA-256 of the
-cell's kind, its complete config (detectron2's ``cfg.dump()``, with the output folder and the
-weights path taken out), the generator parameters of the data, and the keys of the cells it starts
-from. So a cell is reused exactly when nothing it depends on changed, a killed run resumes in its
-own folder (``train_net.py --resume`` from the last checkpoint) and a finished one is not re-run.
+cell's kind, every config value that differs from lt_det's defaults (``get_cfg()`` +
+``add_lt_det_config``; the output folder and the weights path taken out), the generator parameters
+of the data, and the keys of the cells it starts from. So a cell is reused exactly when nothing it
+sets changed, a killed run resumes in its own folder (``train_net.py --resume`` from the last
+checkpoint) and a finished one is not re-run.
+
+Keying on the values a cell sets, not on the whole dump, keeps the cache valid when a new loss
+declares its own config keys (with defaults): finished cells do not re-train because the registry
+grew. The price: a changed default (like any code change) is not seen by the key; start a fresh
+``--cache`` after such a change.
 
 Each run is a separate process (``train_net.py`` / ``tools/tau_norm.py``), one after another: the
 training state of one cannot leak into the next, and a diverging run cannot take the table down.
@@ -25,19 +31,38 @@ RESULT = "result.json"
 DIVERGENCE_MARKERS = ("FloatingPointError", "Loss became infinite or NaN")
 
 
-def cell_key(kind: str, config_dump: str, data: Dict, deps: Sequence[str] = ()) -> str:
+def cell_key(kind: str, config: str, data: Dict, deps: Sequence[str] = ()) -> str:
     """SHA-256 hex of everything a cell's result depends on (paths excluded)."""
-    payload = json.dumps({"kind": kind, "config": config_dump, "data": data, "deps": list(deps)}, sort_keys=True)
+    payload = json.dumps({"kind": kind, "config": config, "data": data, "deps": list(deps)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def strip_paths(cfg) -> str:
-    """``cfg.dump()`` without OUTPUT_DIR and MODEL.WEIGHTS (a dependency enters the key as its key)."""
-    c = cfg.clone()
-    c.defrost()
-    c.OUTPUT_DIR = ""
-    c.MODEL.WEIGHTS = ""
-    return c.dump()
+def _leaves(node, prefix: str = "") -> Dict[str, object]:
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def default_config():
+    """lt_det's default config: detectron2's ``get_cfg()`` with every lt_det key added."""
+    from detectron2.config import get_cfg
+
+    from ..config import add_lt_det_config
+
+    return add_lt_det_config(get_cfg())
+
+
+def config_identity(cfg, defaults=None) -> str:
+    """The config values that differ from ``defaults`` (default: :func:`default_config`), without
+    OUTPUT_DIR and MODEL.WEIGHTS (a dependency enters the key as its key), as sorted JSON."""
+    base = _leaves(defaults if defaults is not None else default_config())
+    changed = {k: v for k, v in _leaves(cfg).items()
+               if k not in ("OUTPUT_DIR", "MODEL.WEIGHTS") and (k not in base or base[k] != v)}
+    return json.dumps(changed, sort_keys=True, default=repr)
 
 
 class Cell:

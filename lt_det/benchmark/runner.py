@@ -23,7 +23,7 @@ from ..data import get_class_stats
 from ..data.synthetic import GENERATOR_VERSION, SyntheticLTConfig
 from ..losses import build_loss
 from . import data as bdata
-from .cells import REPO, Cell, RunFailed, cell_key, flatten_metrics, run_logged, strip_paths
+from .cells import REPO, Cell, RunFailed, cell_key, config_identity, default_config, flatten_metrics, run_logged
 from .methods import Method, select
 from .scaling import scaled_thresholds
 
@@ -72,6 +72,7 @@ class BenchmarkRunner:
         self.data_key = {"bench": dataclasses.asdict(profile.bench_data),
                          "pretrain": dataclasses.asdict(profile.pretrain_data), "version": GENERATOR_VERSION}
         self.env = {"DETECTRON2_DATASETS": data_root}
+        self.defaults = default_config()
 
     # -- configs ---------------------------------------------------------------------------
     def _cfg(self, recipe: str, overrides: Dict[str, object], method_cell: bool = True):
@@ -105,11 +106,11 @@ class BenchmarkRunner:
                                   **method.config})
 
     # -- cells -----------------------------------------------------------------------------
-    def pretrain(self) -> str:
-        """The pretrained backbone's path (trains it first if not cached)."""
+    def pretrain(self) -> Tuple[str, str]:
+        """(the pretrained backbone's path, the pretraining cell's key); trains it if not cached."""
         cfg = self._cfg(PRETRAIN_RECIPE, {**_schedule(self.profile.pretrain_iters, (0.75, 0.9), 100), "SEED": 0},
                         method_cell=False)
-        cell = Cell(self.cache_dir, "pretrain", cell_key("pretrain", strip_paths(cfg), self.data_key))
+        cell = Cell(self.cache_dir, "pretrain", cell_key("pretrain", config_identity(cfg, self.defaults), self.data_key))
         backbone = os.path.join(cell.dir, "backbone.pth")
         if cell.result() is None and not self.cached_only:
             cfg.OUTPUT_DIR = cell.dir
@@ -139,7 +140,7 @@ class BenchmarkRunner:
             deps, weights = [source["key"]], os.path.join(self.cache_dir, source["dir"], "model_final.pth")
         kind = {"1": "train", "2": "train", "posthoc": "tau_norm"}[method.stage]
         extra = {"taus": list(method.taus)} if method.taus else {}
-        key = cell_key(kind, strip_paths(cfg), {**self.data_key, **extra}, deps)
+        key = cell_key(kind, config_identity(cfg, self.defaults), {**self.data_key, **extra}, deps)
         cell = Cell(self.cache_dir, f"{method.name}-seed{seed}", key)
         cached = cell.result()
         if cached is not None:
@@ -164,7 +165,8 @@ class BenchmarkRunner:
         except RunFailed as e:
             if not e.diverged:
                 logger.error(f"{method.name} seed {seed} failed: {e}")
-                return {"status": "failed", "method": method.name, "seed": seed, "log": e.log}
+                return {"status": "failed", "method": method.name, "seed": seed,
+                        "log": os.path.relpath(e.log, self.cache_dir)}
             logger.warning(f"{method.name} seed {seed} diverged (non-finite loss); log: {e.log}")
             self._clean(cell.dir, keep=("log.txt", "run.log", "config.yaml"))
             return cell.write_result({"status": "diverged", "method": method.name, "seed": seed,

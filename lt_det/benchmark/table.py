@@ -96,14 +96,16 @@ def _fmt_delta(d: Optional[Dict]) -> str:
 
 def to_markdown(rows: List[Dict]) -> str:
     """The table as GitHub markdown (bbox AP in %)."""
-    head = ("| method | stage | RFS | AP | APr | APc | APf | ΔAP | ΔAPr | vs | min / seed | verdict |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| method | stage | RFS | seeds | AP | APr | APc | APf | ΔAP | ΔAPr | vs | min / seed | verdict |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
-        bad = [f"{k} {v}" for k, v in r["status"].items() if k != "ok" and v]
-        verdict = r["verdict"] + (f" ({', '.join(bad)}: {', '.join(str(p) for p in r['logs'] if p)})" if bad else "")
+        notes = [f"{k} {v}" for k, v in r["status"].items() if k != "ok" and v]
+        logs = [str(p) for p in r["logs"] if p]
+        verdict = r["verdict"] + (f" ({', '.join(notes)}{': ' + ', '.join(logs) if logs else ''})" if notes else "")
         lines.append(
-            f"| {r['method']} | {r['stage']} | {'yes' if r['rfs'] else 'no'} | " + " | ".join(_fmt(r[m]) for m in METRICS)
+            f"| {r['method']} | {r['stage']} | {'yes' if r['rfs'] else 'no'} | {r['finished']} | "
+            + " | ".join(_fmt(r[m]) for m in METRICS)
             + f" | {_fmt_delta(r['delta_AP'])} | {_fmt_delta(r['delta_APr'])} | {r['baseline'] or ''} | "
             + (f"{r['minutes']:.1f}" if math.isfinite(r["minutes"]) else "–") + f" | {verdict} |")
     return head + "\n".join(lines) + "\n"

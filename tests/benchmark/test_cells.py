@@ -1,10 +1,10 @@
 """A cell's cache key: changes with every config value, and with nothing else but its data and
-its dependencies."""
+its dependencies; a newly declared key (a new loss's) at its default leaves it unchanged."""
 import os
 
 from detectron2.config import CfgNode, get_cfg
 
-from lt_det.benchmark.cells import cell_key, flatten_metrics, strip_paths
+from lt_det.benchmark.cells import cell_key, config_identity, default_config, flatten_metrics
 from lt_det.benchmark.runner import RECIPE
 from lt_det.config import add_lt_det_config
 
@@ -51,28 +51,39 @@ DATA = {"bench": {"seed": 0}, "version": 2}
 
 def test_key_changes_with_every_config_value():
     base = _recipe()
-    key = cell_key("train", strip_paths(base), DATA)
-    assert cell_key("train", strip_paths(_recipe()), DATA) == key  # rebuilt: same key
+    key = cell_key("train", config_identity(base), DATA)
+    assert cell_key("train", config_identity(_recipe()), DATA) == key  # rebuilt: same key
     leaves = [(k, v) for k, v in _leaves(base) if k not in ("OUTPUT_DIR", "MODEL.WEIGHTS")]
     assert len(leaves) > 200  # every key of the config, lt_det's included
     for dotted, value in leaves:
         cfg = base.clone()
         _set(cfg, dotted, _changed(value))
-        assert cell_key("train", strip_paths(cfg), DATA) != key, dotted
+        assert cell_key("train", config_identity(cfg), DATA) != key, dotted
 
 
 def test_key_ignores_paths_and_follows_data_and_dependencies():
     base = _recipe()
-    key = cell_key("train", strip_paths(base), DATA, deps=["abc"])
+    key = cell_key("train", config_identity(base), DATA, deps=["abc"])
     moved = base.clone()
     moved.OUTPUT_DIR, moved.MODEL.WEIGHTS = "/elsewhere", "/elsewhere/backbone.pth"
-    assert cell_key("train", strip_paths(moved), DATA, deps=["abc"]) == key
-    assert cell_key("train", strip_paths(base), DATA, deps=["abd"]) != key  # its stage 1 changed
-    assert cell_key("train", strip_paths(base), {**DATA, "bench": {"seed": 1}}, deps=["abc"]) != key
-    assert cell_key("tau_norm", strip_paths(base), DATA, deps=["abc"]) != key
+    assert cell_key("train", config_identity(moved), DATA, deps=["abc"]) == key
+    assert cell_key("train", config_identity(base), DATA, deps=["abd"]) != key  # its stage 1 changed
+    assert cell_key("train", config_identity(base), {**DATA, "bench": {"seed": 1}}, deps=["abc"]) != key
+    assert cell_key("tau_norm", config_identity(base), DATA, deps=["abc"]) != key
 
 
 def test_flatten_metrics():
     flat = flatten_metrics({"bbox": {"AP": 1.5, "APr": None}})
     assert flat["bbox/AP"] == 1.5 and flat["bbox/APr"] != flat["bbox/APr"]  # None -> NaN
     assert os.path.basename(RECIPE) == "Base-benchmark.yaml"
+
+
+def test_a_new_key_at_its_default_keeps_the_key():
+    """A loss registered later declares its own node: finished cells must stay valid."""
+    base, defaults = _recipe(), default_config()
+    key = cell_key("train", config_identity(base, defaults), DATA)
+    for cfg in (base, defaults):
+        cfg.MODEL.LT_LOSS.NEW_LOSS = CfgNode({"STRENGTH": 0.5})
+    assert cell_key("train", config_identity(base, defaults), DATA) == key
+    base.MODEL.LT_LOSS.NEW_LOSS.STRENGTH = 0.7  # ... but setting it is a change
+    assert cell_key("train", config_identity(base, defaults), DATA) != key

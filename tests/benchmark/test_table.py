@@ -62,5 +62,5 @@ def test_diverged_cell_is_marked_with_its_log_and_the_rest_completes():
 def test_markdown_row_format():
     rows = summarize(METHODS, _results())
     better = next(l for l in to_markdown(rows).splitlines() if l.startswith("| better "))
-    assert better.startswith("| better | 1 | yes | 22.0 ± 1.0 | 10.0 ± 1.0 |")
+    assert better.startswith("| better | 1 | yes | 3 | 22.0 ± 1.0 | 10.0 ± 1.0 |")
     assert "| +0.0 | +8.0 * | base |" in better
