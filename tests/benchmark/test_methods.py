@@ -45,3 +45,47 @@ def test_bad_entries(tmp_path, entry, message):
     path.write_text(entry)
     with pytest.raises(ValueError, match=message):
         load_methods(str(path))
+
+
+@pytest.mark.parametrize("name", [n for n, m in load_methods().items() if m.stage == "2"])
+def test_second_stage_loads_its_stage1_model(name, tiny_dataset_root, tmp_path):
+    """The stage-2 config, built as the runner builds it, takes its stage-1 method's checkpoint
+    (same classifier layout where it keeps the classifier)."""
+    import torch
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from lt_det.benchmark.runner import RECIPE
+    from lt_det.benchmark.scaling import scaled_thresholds
+    from lt_det.config import add_lt_det_config
+    from lt_det.data import get_class_stats
+    from lt_det.engine import Trainer
+    from tiny_dataset import TINY_NUM_CLASSES
+
+    stats = get_class_stats("synthetic_lt_train")
+    scaled = scaled_thresholds(stats.image_count.tolist(), stats.instance_count.tolist(), stats.num_images)
+
+    def cfg_of(*configs):
+        cfg = get_cfg()
+        add_lt_det_config(cfg)
+        cfg.merge_from_file(RECIPE)
+        pairs = []
+        for key, value in {k: v for c in configs for k, v in c.items()}.items():
+            pairs += [key, scaled["RFS_T_EQL"] if value == "RFS_T_EQL" else value]
+        cfg.merge_from_list(pairs + ["MODEL.DEVICE", "cpu", "DATASETS.TRAIN", ("synthetic_lt_train",),
+                                     "MODEL.ROI_HEADS.NUM_CLASSES", TINY_NUM_CLASSES,
+                                     "MODEL.LT_LOSS.BAGS.BIN_EDGES", scaled["MODEL.LT_LOSS.BAGS.BIN_EDGES"]])
+        return cfg
+
+    methods = load_methods()
+    method, source = methods[name], methods[methods[name].source]
+    stage1 = build_model(cfg_of(source.config))
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": stage1.state_dict()}, weights)
+    cfg = cfg_of(source.config, method.config)
+    cfg.MODEL.WEIGHTS = str(weights)
+    cfg.OUTPUT_DIR = str(tmp_path / "stage2")
+    trainer_model = Trainer.build_model(cfg)
+    from lt_det.engine.decoupled import load_stage1_weights
+
+    load_stage1_weights(trainer_model, cfg)  # raises on a layout mismatch
