@@ -106,13 +106,17 @@ class BenchmarkRunner:
                                   **method.config})
 
     # -- cells -----------------------------------------------------------------------------
-    def pretrain(self) -> Tuple[str, str]:
-        """(the pretrained backbone's path, the pretraining cell's key); trains it if not cached."""
+    def _pretrain_cell(self) -> Tuple[Cell, object]:
         cfg = self._cfg(PRETRAIN_RECIPE, {**_schedule(self.profile.pretrain_iters, (0.75, 0.9), 100), "SEED": 0},
                         method_cell=False)
-        cell = Cell(self.cache_dir, "pretrain", cell_key("pretrain", config_identity(cfg, self.defaults), self.data_key))
+        return Cell(self.cache_dir, "pretrain", cell_key("pretrain", config_identity(cfg, self.defaults), self.data_key)), cfg
+
+    def pretrain(self) -> str:
+        """The pretrained backbone's path; trains it first if it is not in the cache (only when a
+        stage-1 cell is about to train: a run of cached cells needs no backbone)."""
+        cell, cfg = self._pretrain_cell()
         backbone = os.path.join(cell.dir, "backbone.pth")
-        if cell.result() is None and not self.cached_only:
+        if cell.result() is None or not os.path.isfile(backbone):
             cfg.OUTPUT_DIR = cell.dir
             logger.info(f"pretraining the backbone: {cell.dir}")
             seconds = self._train(cell, cfg)
@@ -122,13 +126,12 @@ class BenchmarkRunner:
             torch.save({"model": kept, "__author__": "lt_det benchmark pretraining"}, backbone)
             self._clean(cell.dir, keep=("backbone.pth",))
             cell.write_result({"status": "ok", "seconds": seconds})
-        return backbone, cell.key
+        return backbone
 
     def run_method(self, method: Method, seed: int, done: Dict[Tuple[str, int], Dict]) -> Dict:
-        backbone, pretrain_key = self._pretrained
         if method.stage == "1":
             cfg = self.stage1_cfg(method, seed)
-            deps, weights = [pretrain_key], backbone
+            deps, weights = [self._pretrain_cell()[0].key], None  # the backbone: only if it trains
         else:
             source = done[(method.source, seed)]
             if source["status"] == "pending":
@@ -147,13 +150,13 @@ class BenchmarkRunner:
             return cached
         if self.cached_only:
             return {"status": "pending", "method": method.name, "seed": seed}
-        if method.stage != "1" and not os.path.isfile(weights):
+        if weights is not None and not os.path.isfile(weights):
             # its stage-1 result was imported (import_results) without the model: train it again
             logger.info(f"{method.source} seed {seed}: no model in the cache; training it again for {method.name}")
             os.remove(os.path.join(self.cache_dir, done[(method.source, seed)]["dir"], "result.json"))
             done[(method.source, seed)] = self.run_method(self.methods[method.source], seed, done)
             return self.run_method(method, seed, done)
-        cfg.MODEL.WEIGHTS = weights
+        cfg.MODEL.WEIGHTS = weights or self.pretrain()
         cfg.OUTPUT_DIR = cell.dir
         logger.info(f"{method.name} seed {seed}: {cell.dir}")
         try:
@@ -181,7 +184,6 @@ class BenchmarkRunner:
 
     def run(self) -> List[Dict]:
         """Every cell of the profile; returns their results (finished, diverged, failed, skipped)."""
-        self._pretrained = self.pretrain()
         methods = select(self.methods, self.profile.methods or list(self.methods))
         done: Dict[Tuple[str, int], Dict] = {}
         for seed in self.profile.seeds:

@@ -1,8 +1,9 @@
 """The benchmark table: mean ± std over seeds per method, and each method against its baseline.
 
-A difference "exceeds the seeds' spread" when ``|Δ| > s_method + s_baseline`` (the two sample
-standard deviations over seeds, ddof = 1): with 3 seeds a conservative reading that does not
-assume normality. With one seed there is no spread and no claim is made.
+A difference is taken over the seeds both rows finished (a stage 2 against its own stage-1 runs),
+and "exceeds the seeds' spread" when ``|Δ| > s_method + s_baseline`` (the two sample standard
+deviations over those seeds, ddof = 1): with 3 seeds a conservative reading that does not assume
+normality. With one common seed there is no spread and no claim is made.
 """
 import json
 import math
@@ -33,7 +34,7 @@ def summarize(methods: Dict[str, Method], results: List[Dict]) -> List[Dict]:
     by_method: Dict[str, List[Dict]] = {}
     for r in results:
         by_method.setdefault(r["method"], []).append(r)
-    rows = {}
+    rows, per_seed = {}, {}
     for name, method in methods.items():
         cells = by_method.get(name)
         if not cells:
@@ -50,20 +51,24 @@ def summarize(methods: Dict[str, Method], results: List[Dict]) -> List[Dict]:
             mean, std, n = _mean_std([c["metrics"].get(f"{TASK}/{m}") for c in ok])
             row[m] = {"mean": mean, "std": std, "n": n}
         rows[name] = row
-    for row in rows.values():
-        base = rows.get(row["baseline"]) if row["baseline"] else None
+        per_seed[name] = {m: {c["seed"]: c["metrics"].get(f"{TASK}/{m}") for c in ok} for m in METRICS}
+    for name, row in rows.items():
+        base = per_seed.get(row["baseline"]) if row["baseline"] else None
         for m in ("AP", "APr"):
-            row[f"delta_{m}"] = _delta(row[m], base[m]) if base else None
+            row[f"delta_{m}"] = _delta(per_seed[name][m], base[m]) if base else None
         row["verdict"] = _verdict(row)
     return list(rows.values())
 
 
-def _delta(a: Dict, b: Dict) -> Optional[Dict]:
-    if not (a["n"] and b["n"]):
+def _delta(a: Dict[int, float], b: Dict[int, float]) -> Optional[Dict]:
+    """a - b over the seeds both finished: {delta, spread, exceeds_spread, seeds}."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
         return None
-    d = a["mean"] - b["mean"]
-    spread = a["std"] + b["std"]
-    return {"delta": d, "spread": spread, "exceeds_spread": bool(math.isfinite(spread) and abs(d) > spread)}
+    (ma, sa, _), (mb, sb, _) = _mean_std([a[s] for s in seeds]), _mean_std([b[s] for s in seeds])
+    spread = sa + sb
+    return {"delta": ma - mb, "spread": spread, "exceeds_spread": bool(math.isfinite(spread) and abs(ma - mb) > spread),
+            "seeds": seeds}
 
 
 def _verdict(row: Dict) -> str:

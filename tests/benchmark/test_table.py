@@ -37,7 +37,8 @@ def test_mean_std_and_deltas():
     assert base["AP"] == {"mean": 22.0, "std": pytest.approx(2.0), "n": 3}
     assert base["APr"]["std"] == pytest.approx(1.0)
     # better APr 9, 10, 11: mean 10, std 1 -> +8 against a spread of 1 + 1: exceeds
-    assert better["delta_APr"] == {"delta": pytest.approx(8.0), "spread": pytest.approx(2.0), "exceeds_spread": True}
+    assert better["delta_APr"] == {"delta": pytest.approx(8.0), "spread": pytest.approx(2.0), "exceeds_spread": True,
+                                   "seeds": [0, 1, 2]}
     # better AP 21, 23, 22: mean 22 -> +0 against 1 + 2
     assert better["delta_AP"]["exceeds_spread"] is False
     assert better["verdict"] == "raises APr"
@@ -64,3 +65,10 @@ def test_markdown_row_format():
     better = next(l for l in to_markdown(rows).splitlines() if l.startswith("| better "))
     assert better.startswith("| better | 1 | yes | 3 | 22.0 ± 1.0 | 10.0 ± 1.0 |")
     assert "| +0.0 | +8.0 * | base |" in better
+
+
+def test_delta_uses_the_seeds_both_finished():
+    # "broken" finished seed 0 only (AP 20): compared with base's seed 0 (20), not base's mean (22)
+    rows = {r["method"]: r for r in summarize(METHODS, _results())}
+    assert rows["broken"]["delta_AP"]["delta"] == pytest.approx(0.0) and rows["broken"]["delta_AP"]["seeds"] == [0]
+    assert math.isnan(rows["broken"]["delta_AP"]["spread"])
