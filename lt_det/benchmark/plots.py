@@ -59,48 +59,44 @@ def _per_class_mean(cells: List[Dict], key: str = "AP_bbox"):
     return rows, np.nanmean(values, axis=0)
 
 
-def ap_vs_image_count(results: List[Dict], methods: Sequence[str], path: str) -> str:
+def _against_image_count(curves: Dict[str, tuple], ylabel: str, title: str, path: str) -> str:
+    """One line per method, {method: (image_count (K,), value (K,))}, against log image count."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for method in methods:
-        cells = [c for c in _ok(results, method) if c.get("per_class")]
-        if not cells:
-            continue
-        rows, ap = _per_class_mean(cells)
-        count = np.array([r["train_image_count"] for r in rows])
+    for method, (count, value) in curves.items():
         order = np.argsort(count)
-        ax.plot(count[order], ap[order], marker="o", markersize=3, linewidth=1, label=method)
+        ax.plot(count[order], value[order], marker="o", markersize=3, linewidth=1, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class")
-    ax.set_ylabel("per-class bbox AP (%)")
-    ax.set_title("Per-class AP against training image count (mean over seeds)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def ap_vs_image_count(results: List[Dict], methods: Sequence[str], path: str) -> str:
+    curves = {}
+    for method in methods:
+        cells = [c for c in _ok(results, method) if c.get("per_class")]
+        if cells:
+            rows, ap = _per_class_mean(cells)
+            curves[method] = (np.array([r["train_image_count"] for r in rows]), ap)
+    return _against_image_count(curves, "per-class bbox AP (%)",
+                                "Per-class AP against training image count (mean over seeds)", path)
 
 
 def classifier_norms(results: List[Dict], methods: Sequence[str], image_count: Sequence[int], path: str) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    count = np.asarray(image_count)
-    order = np.argsort(count)
+    curves = {}
     for method in methods:
         cells = [c for c in _ok(results, method) if c.get("classifier_norms")]
-        if not cells:
-            continue
-        norms = np.nanmean(np.array([c["classifier_norms"] for c in cells], float), axis=0)
-        ax.plot(count[order], (norms / np.nanmean(norms))[order], marker="o", markersize=3, linewidth=1, label=method)
-    ax.set_xscale("log")
-    ax.set_xlabel("training images of the class")
-    ax.set_ylabel("||w_c|| / mean over classes")
-    ax.set_title("Classifier weight norm against training image count")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+        if cells:
+            norms = np.nanmean(np.array([c["classifier_norms"] for c in cells], float), axis=0)
+            curves[method] = (np.asarray(image_count), norms / np.nanmean(norms))
+    return _against_image_count(curves, "||w_c|| / mean over classes",
+                                "Classifier weight norm against training image count", path)
 
 
 def logit_grad_ratio(results: List[Dict], methods: Sequence[str], instance_count: Sequence[int], path: str) -> str:

@@ -31,7 +31,7 @@ logger = logging.getLogger("lt_det.benchmark")
 
 RECIPE = os.path.join(REPO, "configs", "benchmark", "Base-benchmark.yaml")
 PRETRAIN_RECIPE = os.path.join(REPO, "configs", "benchmark", "pretrain.yaml")
-TRAIN_SPLIT, VAL_SPLIT = f"{bdata.BENCH_NAME}_train", f"{bdata.BENCH_NAME}_val"
+TRAIN_SPLIT = f"{bdata.BENCH_NAME}_train"
 CLASSIFIER = "roi_heads.box_predictor.cls_score"
 
 
