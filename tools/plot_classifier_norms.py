@@ -5,8 +5,9 @@
         --weights output/demo/model_final.pth [--output-dir output/demo/classifier_norms]
 
 Reads ``roi_heads.box_predictor.cls_score.weight`` from the checkpoint, takes the L2 norm of each
-foreground class's row (the rows the config's loss names, ``LTLoss.classifier_rows()``: rows
-0..K-1 for every loss except BAGS, whose rows are ordered by group), and plots it against the class's training image count from the
+foreground class's row (the rows the config's loss names, ``LTLoss.classifier_rows()``: rows 0..K-1
+for every loss except BAGS, whose rows are ordered by group; times the class's LWS scale in an LWS
+checkpoint), and plots it against the class's training image count from the
 training set's metadata, coloured by frequency group. Writes ``classifier_norms.png`` and
 ``classifier_norms.csv``. A classifier trained on a long tail typically has larger norms for
 frequent classes; τ-normalisation (tools/tau_norm.py) divides them out.
@@ -14,8 +15,6 @@ frequent classes; τ-normalisation (tools/tau_norm.py) divides them out.
 import argparse
 import csv
 import os
-from typing import Sequence
-
 import torch
 
 from detectron2.config import get_cfg
@@ -25,26 +24,14 @@ from lt_det.config import add_lt_det_config
 from lt_det.data import get_class_stats
 from lt_det.evaluation.per_class import scatter_by_group
 from lt_det.losses import build_loss
-from lt_det.modeling.tau_norm import check_class_rows
-
-CLASSIFIER = "roi_heads.box_predictor.cls_score.weight"
-
-
-def class_weight_norms(state_dict: dict, class_rows: Sequence[int], key: str = CLASSIFIER) -> torch.Tensor:
-    """(K,) L2 norms of the rows ``class_rows`` (one per class) of the classifier weight (L, D)."""
-    if key not in state_dict:
-        raise KeyError(f"checkpoint has no '{key}'; classifier-like keys: "
-                       f"{[k for k in state_dict if 'cls_score' in k]}")
-    weight = state_dict[key]
-    return weight[check_class_rows(class_rows, weight.shape[0])].float().norm(dim=1)
-
+from lt_det.modeling.tau_norm import CLASSIFIER_WEIGHT, class_weight_norms
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", required=True, help="a checkpoint written by train_net.py")
     parser.add_argument("--output-dir", help="default: the checkpoint's folder")
-    parser.add_argument("--key", default=CLASSIFIER, help="classifier weight key (a cascade stage's, ...)")
+    parser.add_argument("--key", default=CLASSIFIER_WEIGHT, help="classifier weight key (a cascade stage's, ...)")
     args = parser.parse_args(argv)
     setup_environment()
 

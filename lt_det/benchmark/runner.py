@@ -22,6 +22,7 @@ from ..config import add_lt_det_config
 from ..data import get_class_stats
 from ..data.synthetic import GENERATOR_VERSION, SyntheticLTConfig
 from ..losses import build_loss
+from ..modeling.tau_norm import class_weight_norms
 from . import data as bdata
 from .cells import REPO, Cell, RunFailed, cell_key, config_identity, default_config, flatten_metrics, run_logged
 from .methods import Method, select
@@ -32,7 +33,6 @@ logger = logging.getLogger("lt_det.benchmark")
 RECIPE = os.path.join(REPO, "configs", "benchmark", "Base-benchmark.yaml")
 PRETRAIN_RECIPE = os.path.join(REPO, "configs", "benchmark", "pretrain.yaml")
 TRAIN_SPLIT = f"{bdata.BENCH_NAME}_train"
-CLASSIFIER = "roi_heads.box_predictor.cls_score"
 
 
 @dataclass(frozen=True)
@@ -256,11 +256,6 @@ def import_results(cache_dir: str, results: List[Dict]) -> int:
 
 
 def classifier_norms(cfg, state_dict: Dict[str, torch.Tensor], stats) -> List[float]:
-    """(K,) each class's effective classifier weight norm: ``||w_c||``, times LWS's ``|s_c|``."""
-    rows = build_loss(cfg, stats).classifier_rows()
-    weight = state_dict[f"{CLASSIFIER}.weight"].float()
-    norms = weight[torch.as_tensor(rows)].norm(dim=1)
-    scale = state_dict.get(f"{CLASSIFIER}.scale")
-    if scale is not None:
-        norms = norms * scale.float().abs()
+    """(K,) each class's effective classifier weight norm (``||w_c||``, times LWS's ``|s_c|``)."""
+    norms = class_weight_norms(state_dict, build_loss(cfg, stats).classifier_rows())
     return [float(v) if math.isfinite(v) else math.nan for v in norms.tolist()]

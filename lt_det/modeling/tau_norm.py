@@ -13,7 +13,7 @@ from typing import Dict, Sequence, Union
 
 import torch
 
-__all__ = ["tau_normalize", "tau_normalize_state_dict", "CLASSIFIER_WEIGHT"]
+__all__ = ["class_weight_norms", "tau_normalize", "tau_normalize_state_dict", "CLASSIFIER_WEIGHT"]
 
 CLASSIFIER_WEIGHT = "roi_heads.box_predictor.cls_score.weight"  # detectron2's classifier
 
@@ -28,6 +28,26 @@ def check_class_rows(class_rows: Rows, num_rows: int) -> torch.Tensor:
     if rows.dim() != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= num_rows or len(rows.unique()) != len(rows):
         raise ValueError(f"class rows must be distinct rows of a classifier with {num_rows} rows, got {rows.tolist()}")
     return rows
+
+
+def class_weight_norms(
+    state_dict: Dict[str, torch.Tensor], class_rows: Rows, key: str = CLASSIFIER_WEIGHT
+) -> torch.Tensor:
+    """(C,) the effective weight norm of each foreground class's classifier row: ``||w_c||₂``, times
+    ``|s_c|`` when the checkpoint holds an LWS scale (the ``scale`` next to ``key``, one per class
+    row, :class:`lt_det.modeling.lws.LWSLinear`).
+
+    Raises:
+        KeyError: ``key`` is not in the checkpoint (lists the classifier-like keys).
+        ValueError: ``class_rows`` are not distinct rows of the classifier.
+    """
+    if key not in state_dict:
+        near = [k for k in state_dict if "cls_score" in k]
+        raise KeyError(f"classifier weight '{key}' not in the checkpoint; classifier-like keys: {near}")
+    weight = state_dict[key]
+    norms = weight[check_class_rows(class_rows, weight.shape[0])].float().norm(dim=1)
+    scale = state_dict.get(key.rsplit(".", 1)[0] + ".scale")
+    return norms if scale is None else norms * scale.float().abs()
 
 
 def tau_normalize(weight: torch.Tensor, tau: float, class_rows: Rows) -> torch.Tensor:

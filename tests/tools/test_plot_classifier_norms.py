@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+from lt_det.modeling.tau_norm import CLASSIFIER_WEIGHT, class_weight_norms
+
 from tiny_dataset import QUICK_CONFIG, REPO, TINY_NUM_CLASSES
 
 spec = importlib.util.spec_from_file_location("plot_classifier_norms", os.path.join(REPO, "tools/plot_classifier_norms.py"))
@@ -15,14 +17,17 @@ spec.loader.exec_module(tool)
 
 def test_norms_of_the_class_rows():
     weight = torch.tensor([[3.0, 4.0], [0.0, -1.0], [6.0, 8.0]])
-    norms = tool.class_weight_norms({tool.CLASSIFIER: weight}, class_rows=[0, 1])  # row 2: background
+    norms = class_weight_norms({CLASSIFIER_WEIGHT: weight}, class_rows=[0, 1])  # row 2: background
     assert norms.tolist() == [5.0, 1.0]
     # BAGS-like layout: class 0 in row 2, class 1 in row 0.
-    assert tool.class_weight_norms({tool.CLASSIFIER: weight}, class_rows=[2, 0]).tolist() == [10.0, 5.0]
+    assert class_weight_norms({CLASSIFIER_WEIGHT: weight}, class_rows=[2, 0]).tolist() == [10.0, 5.0]
+    # An LWS checkpoint: the effective row is s_c w_c, one scale per class row.
+    lws = {CLASSIFIER_WEIGHT: weight, "roi_heads.box_predictor.cls_score.scale": torch.tensor([0.5, -3.0])}
+    assert class_weight_norms(lws, class_rows=[0, 1]).tolist() == [2.5, 3.0]
     with pytest.raises(KeyError, match="cls_score"):
-        tool.class_weight_norms({"other": weight}, class_rows=[0, 1])
+        class_weight_norms({"other": weight}, class_rows=[0, 1])
     with pytest.raises(ValueError, match="distinct rows of a classifier with 3 rows"):
-        tool.class_weight_norms({tool.CLASSIFIER: weight}, class_rows=[0, 1, 2, 3])
+        class_weight_norms({CLASSIFIER_WEIGHT: weight}, class_rows=[0, 1, 2, 3])
 
 
 def test_writes_plot_and_csv_with_the_training_counts(tiny_dataset_root, tmp_path):
@@ -31,7 +36,7 @@ def test_writes_plot_and_csv_with_the_training_counts(tiny_dataset_root, tmp_pat
     weight = torch.zeros(TINY_NUM_CLASSES + 1, 2)
     weight[:, 0] = torch.arange(TINY_NUM_CLASSES + 1, dtype=torch.float32)  # norm of row k is k
     checkpoint = tmp_path / "model.pth"
-    torch.save({"model": {tool.CLASSIFIER: weight}}, checkpoint)
+    torch.save({"model": {CLASSIFIER_WEIGHT: weight}}, checkpoint)
     path = tool.main(["--config-file", QUICK_CONFIG, "--weights", str(checkpoint), "--output-dir", str(tmp_path)])
     assert os.path.getsize(path) > 0
     with open(tmp_path / "classifier_norms.csv") as f:
