@@ -6,7 +6,8 @@ round times every loss once, so load changes on a shared machine hit all losses 
 to softmax CE (detectron2's F.cross_entropy) is from the same rounds. Wall time is the target's
 measure; the process's CPU time (all threads) is printed next to it, since on a shared machine
 waiting for a core inflates wall time. Runs on CPU, and on CUDA when present. The Gumbel
-activation of EQL / DropLoss / Federated (GOL = DropLoss + Gumbel) is timed as extra rows.
+activation of EQL / DropLoss / Federated / EQLv2 / ACSL (GOL = DropLoss + Gumbel) is timed as
+extra rows.
 Each loss is timed twice: its reference implementation (the formula in plain PyTorch, autograd)
 and its fused path (the compiled kernels of lt_det.losses.fused; "-" for a loss without one). The
 first fused call of each loss (round 0, not in the median) includes its compilation and is printed
@@ -15,7 +16,10 @@ as "1st s". The target applies to the fused path.
 Class statistics are LVIS v1's, read from an LVIS-format categories file
 (default tests/data/lvis_v1_train_cat_info.json).
 
-    python tools/benchmark_losses.py [--repeats 7] [--threads 2] [--devices cpu cuda]
+    python tools/benchmark_losses.py [--repeats 7] [--threads 2] [--devices cpu cuda] [--losses eqlv2 ecm]
+    python tools/benchmark_losses.py --eqlv2-allreduce   # EQLv2's statistics all-reduce, 2 gloo processes
+
+LOCE is timed without proposals: each foreground RoI counts as its own object in its statistic.
 """
 import argparse
 import json
@@ -54,11 +58,20 @@ def build(name: str, num_classes: int, implementation: str, *opts):
     return build_loss(cfg)
 
 
-def make_variants(num_classes: int):
-    """(label, implementation, loss) for every registered loss and both implementations (the
-    fused one where the loss has it), plus the Gumbel activation where it is an option."""
-    configs = [(name, ()) for name in list_losses()]
-    configs += [(f"{name}+gumbel", (name, "MODEL.LT_LOSS.ACTIVATION", "gumbel")) for name in ("eql", "droploss", "federated")]
+GUMBEL_OPTION = ("eql", "droploss", "federated", "eqlv2", "acsl")  # losses with MODEL.LT_LOSS.ACTIVATION
+
+
+def make_variants(num_classes: int, names=None):
+    """(label, implementation, loss) for every registered loss (or those in ``names``, softmax CE
+    always: the baseline) and both implementations (the fused one where the loss has it), plus the
+    Gumbel activation where it is an option."""
+    names = list_losses() if not names else sorted(set(names) | {"softmax_ce"})
+    unknown = sorted(set(names) - set(list_losses()))
+    if unknown:
+        raise SystemExit(f"unknown losses {unknown}; registered: {', '.join(list_losses())}")
+    configs = [(name, ()) for name in names]
+    configs += [(f"{name}+gumbel", (name, "MODEL.LT_LOSS.ACTIVATION", "gumbel")) for name in GUMBEL_OPTION
+                if name in names]
     variants = []
     for label, args in configs:
         name, *opts = args or (label,)
@@ -81,13 +94,13 @@ def time_once(loss, logits, gt, device):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def benchmark(device: torch.device, num_rois: int, num_classes: int, repeats: int):
+def benchmark(device: torch.device, num_rois: int, num_classes: int, repeats: int, names=None):
     gen = torch.Generator().manual_seed(0)
     num_fg = num_rois // 4
     fg_labels = torch.randint(0, num_classes, (num_fg,), generator=gen)
     gt = torch.cat([fg_labels, torch.full((num_rois - num_fg,), num_classes)])
     gt = gt[torch.randperm(num_rois, generator=gen)].to(device)
-    variants = [(label, impl, loss.to(device)) for label, impl, loss in make_variants(num_classes)]
+    variants = [(label, impl, loss.to(device)) for label, impl, loss in make_variants(num_classes, names)]
     inputs = {}
     for _, _, loss in variants:
         n = loss.num_logits(num_classes)
@@ -125,6 +138,57 @@ def benchmark(device: torch.device, num_rois: int, num_classes: int, repeats: in
         print(f"{name} ran uncompiled: its compilation failed ({error!r})")
 
 
+def _allreduce_worker(rank, world_size, init_file, out_file, cat_info, num_images, num_rois, repeats):
+    """One of the processes of :func:`benchmark_eqlv2_allreduce`: times EQLv2's fused step with
+    per-process and with all-reduced statistics, and the all-reduce alone, interleaved."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    num_classes = register_stats(cat_info, num_images)
+    losses = {sync: build("eqlv2", num_classes, "fused", "MODEL.LT_LOSS.EQLV2.SYNC_STATS", sync)
+              for sync in (False, True)}
+    gen = torch.Generator().manual_seed(rank)
+    logits = torch.randn(num_rois, num_classes + 1, generator=gen) * 2
+    gt = torch.randint(0, num_classes + 1, (num_rois,), generator=gen)
+    sums = torch.zeros(2, num_classes)
+    times = {"per-process": [], "all-reduced": [], "all_reduce alone": []}
+    for round_ in range(repeats + 1):
+        for sync, label in ((False, "per-process"), (True, "all-reduced")):
+            dist.barrier()
+            wall, _ = time_once(losses[sync], logits, gt, torch.device("cpu"))
+            if round_:
+                times[label].append(wall)
+        dist.barrier()
+        start = time.perf_counter()
+        dist.all_reduce(sums)
+        if round_:
+            times["all_reduce alone"].append(time.perf_counter() - start)
+    if rank == 0:
+        with open(out_file, "w") as f:
+            json.dump({k: statistics.median(v) for k, v in times.items()}, f)
+    dist.destroy_process_group()
+
+
+def benchmark_eqlv2_allreduce(cat_info: str, num_images: int, num_rois: int, repeats: int) -> None:
+    """EQLv2's per-step all-reduce of its 2 x K gradient sums, in 2 gloo processes on this machine
+    (one thread each), against the same step with per-process statistics."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "times.json")
+        mp.spawn(_allreduce_worker, args=(2, os.path.join(tmp, "init"), out, cat_info, num_images, num_rois, repeats),
+                 nprocs=2, join=True)
+        with open(out) as f:
+            med = json.load(f)
+    print(f"\neqlv2 in 2 gloo processes (1 thread each), R={num_rois} per process, median of {repeats} rounds:")
+    for label, seconds in med.items():
+        print(f"  {label:<18}{1e3 * seconds:>9.2f} ms")
+    print(f"  all-reduced / per-process step: {med['all-reduced'] / med['per-process']:.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rois", type=int, default=8192, help="R, RoIs per step")
@@ -134,14 +198,20 @@ def main():
     parser.add_argument("--cat-info", default=os.path.join(REPO, "tests/data/lvis_v1_train_cat_info.json"),
                         help="LVIS-format categories with image_count / instance_count / frequency")
     parser.add_argument("--num-images", type=int, default=99388, help="M (LVIS v1 train: 99,388)")
+    parser.add_argument("--losses", nargs="+", help="time only these losses (and softmax CE); default: all")
+    parser.add_argument("--eqlv2-allreduce", action="store_true",
+                        help="instead: time EQLv2's all-reduce of its statistics in 2 gloo processes")
     args = parser.parse_args()
+    if args.eqlv2_allreduce:
+        benchmark_eqlv2_allreduce(args.cat_info, args.num_images, args.rois, args.repeats)
+        return
     torch.set_num_threads(args.threads)
     num_classes = register_stats(args.cat_info, args.num_images)
     for name in args.devices:
         if name == "cuda" and not torch.cuda.is_available():
             print("\ncuda: not available, skipped")
             continue
-        benchmark(torch.device(name), args.rois, num_classes, args.repeats)
+        benchmark(torch.device(name), args.rois, num_classes, args.repeats, args.losses)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ from . import (  # noqa: F401  isort:skip
     federated,
     bags,
     seesaw,
+    eqlv2,
+    acsl,
+    ecm,
+    loce,
 )
 
 __all__ = [

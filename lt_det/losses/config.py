@@ -36,16 +36,16 @@ def add_loss_config(cfg: CN) -> None:
     _C = cfg.MODEL.LT_LOSS
     # Registered loss name (lt_det.losses.list_losses()): softmax_ce (detectron2's default),
     # sigmoid_ce, focal, inverse_frequency, class_balanced, class_balanced_focal, balanced_softmax,
-    # balanced_sigmoid, eql, softmax_eql, droploss, gumbel_ce, federated, bags, seesaw, or a
-    # downstream one.
+    # balanced_sigmoid, eql, softmax_eql, droploss, gumbel_ce, federated, bags, seesaw, eqlv2,
+    # acsl, ecm, loce, or a downstream one.
     _C.NAME = "softmax_ce"
     # lambda: a class j is "tail" when its image frequency f_j = image_count_j / M < lambda
     # (EQL's T_lambda; also Softmax EQL and DropLoss). 0.0011 is the released LVIS v1 value (815
     # tail classes); LVIS v0.5 configs use 0.00177 (rare + common, 915 classes).
     _C.TAIL_THRESHOLD = 0.0011
-    # Binary activation of eql / droploss / federated: "sigmoid" (their released code), or "gumbel"
-    # (GOL's Gumbel CDF eta(x) = exp(-exp(-x)), logits clamped to [-4, 10] in training; GOL =
-    # droploss + gumbel).
+    # Binary activation of eql / droploss / federated / eqlv2 / acsl: "sigmoid" (their released
+    # code), or "gumbel" (GOL's Gumbel CDF eta(x) = exp(-exp(-x)), logits clamped to [-4, 10] in
+    # training; GOL = droploss + gumbel).
     _C.ACTIVATION = "sigmoid"
     # Temperature t of a normalised (cosine) classifier, t * cos(x, w_k) + b_k, for any loss;
     # 0 keeps the linear classifier. mmdetection's Seesaw LVIS config uses 20 (NormedLinear).

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances
 
 from lt_det.data.image_labels import IMAGE_LABELS_FIELD
 from lt_det.losses import build_loss, list_losses
@@ -46,6 +46,15 @@ VARIANTS = [
     ("bags", []),
     ("seesaw", []),
     ("seesaw", ["MODEL.LT_LOSS.SEESAW.P", 0.0, "MODEL.LT_LOSS.SEESAW.Q", 0.5]),
+    ("eqlv2", []),
+    ("eqlv2", ["MODEL.LT_LOSS.ACTIVATION", "gumbel"]),
+    ("acsl", []),
+    ("acsl", ["MODEL.LT_LOSS.ACTIVATION", "gumbel"]),
+    ("acsl", ["MODEL.LT_LOSS.ACSL.SCORE_THRESHOLD", 0.2, "MODEL.LT_LOSS.ACSL.BACKGROUND_KEEP", [0.5, 0.25, 1.0]]),
+    ("ecm", []),
+    ("ecm", ["MODEL.LT_LOSS.ECM.FG_BG_RATIO", 0.0]),
+    ("loce", []),
+    ("loce", ["MODEL.LT_LOSS.LOCE.MOMENTUM", 0.5]),
 ]
 DRAWS_UNIFORM = {"droploss", "softmax_eql"}  # the reference takes the fused path's U as ``u``
 R = 96
@@ -63,7 +72,8 @@ def inputs(num_logits, seed=0):
     logits = torch.randn(R, num_logits, generator=gen) * 4  # reaches the Gumbel clamp and saturation
     gt = torch.randint(0, K + 1, (R,), generator=gen)
     labels = torch.rand(R, K, generator=gen) < 0.5  # one image's verified classes, per RoI
-    proposals = Instances((8, 8), gt_classes=gt)
+    boxes = torch.rand(R, 2, 2, generator=gen).sort(dim=1).values.flatten(1) * 8  # (x0, y0, x1, y1), LOCE's objects
+    proposals = Instances((8, 8), gt_classes=gt, gt_boxes=Boxes(boxes))
     proposals.set(IMAGE_LABELS_FIELD, labels[:1].expand(R, -1))
     return logits, gt, [proposals]
 
@@ -76,9 +86,14 @@ def value_and_grad(fn, logits):
 
 
 def assert_fused_equals_reference(name, loss, logits, gt, proposals):
-    state = {k: v.clone() for k, v in loss.state_dict().items()}  # Seesaw's counts
+    """One step of each path from the same state: equal value, gradient and state after the step."""
+    # A step on other RoIs first, so that state-keeping losses (Seesaw's counts, EQLv2's gradient
+    # statistics, ECM's RoI counts) start from a state that changes their weights.
+    loss.loss(*inputs(logits.shape[1], seed=1)[:2], proposals=proposals)
+    state = {k: v.clone() for k, v in loss.state_dict().items()}
     torch.manual_seed(0)
     fast = value_and_grad(lambda z: loss.fused_loss(z, gt, proposals=proposals), logits)
+    fast_state = {k: v.clone() for k, v in loss.state_dict().items()}
     loss.load_state_dict(state)
     torch.manual_seed(0)  # the same multinomial / randperm draws, and the same hash keys
     extras = {"proposals": proposals}
@@ -87,6 +102,8 @@ def assert_fused_equals_reference(name, loss, logits, gt, proposals):
     slow = value_and_grad(lambda z: loss.loss(z, gt, **extras), logits)
     torch.testing.assert_close(fast[0], slow[0], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(fast[1], slow[1], rtol=1e-6, atol=1e-6)
+    for key, value in loss.state_dict().items():
+        torch.testing.assert_close(fast_state[key], value, rtol=1e-6, atol=1e-6, msg=f"state '{key}'")
 
 
 def test_every_loss_with_a_fused_path_is_covered():

@@ -4,10 +4,12 @@ Shapes: R RoIs, L logit columns, of which the loss uses the first K; ``gt_classe
 [0, K], where K means "no positive column in this row" (detectron2's background label).
 
 Each sigmoid-family loss (sigmoid CE, focal, class-balanced focal, Balanced Sigmoid, EQL, DropLoss,
-Federated, Gumbel CE) is ``sum_ij w_ij * l(z_ij + s_ij, y_ij) / R`` with
+Federated, Gumbel CE, EQLv2, ACSL) is ``sum_ij w_ij * l(z_ij + s_ij, y_ij) / R`` with
 ``y = onehot(gt_classes, K + 1)[:, :K]``, a constant logit shift ``s`` and a weight
-``w_ij = v_i * (1 - I_ij * (1 - y_ij))``: an ignore mask I that never touches a positive entry,
-and a row weight v. Each loss module writes its own formula in plain PyTorch (its ``loss``); its
+``w_ij = v_i * (y_ij q_j + (1 - y_ij) r_j (1 - I_ij))``: an ignore mask I that never touches a
+positive entry, a row weight v and per-column weights q (positives) and r (negatives). (A loss
+that trains a background column passes ``num_columns`` K + 1: label K is then that column's
+positive.) Each loss module writes its own formula in plain PyTorch (its ``loss``); its
 ``fused_loss`` maps the formula onto the arguments of :func:`weighted_binary_loss`, which computes
 the value and its hand-derived gradient in one kernel, and is tested equal to the reference.
 """
@@ -77,12 +79,14 @@ def focal_terms(x: torch.Tensor, params: torch.Tensor):
 
 
 def _binary_kernel(terms, *, logits, gt_classes, params, shift_rows, shift_cols, ignore_rows, ignore_cols,
-                   ignore_full, drop_rows, drop_ratio, keys, row_weights, used_cols, scale):
-    """(sum_ij w_ij l_ij * scale as float64, w_ij l'_ij * scale as (R, L) fp32).
+                   ignore_full, drop_rows, drop_ratio, keys, row_weights, pos_cols, neg_cols, used_cols, scale,
+                   grad_sums=False):
+    """(sum_ij w_ij l_ij * scale as float64, w_ij l'_ij * scale as (R, L) fp32[, column sums]).
 
     ``s_ij = shift_rows_i shift_cols_j``; ``I_ij = ignore_cols_j (ignore_rows_i + drop_rows_i D_ij)
     [* ignore_full_ij]`` with ``D_ij = 1[U_ij > drop_ratio]``; ``w_ij = row_weights_i used_cols_j
-    (1 - I_ij (1 - y_ij))``.
+    (y_ij pos_cols_j + (1 - y_ij) neg_cols_j (1 - I_ij))``. With ``grad_sums``, also the (L,) sums
+    over the rows of ``w_ij |l'_ij|`` on the positive and on the negative entries (no ``scale``).
     """
     num_rows, width = logits.shape
     cols = torch.arange(width, device=logits.device)
@@ -95,13 +99,18 @@ def _binary_kernel(terms, *, logits, gt_classes, params, shift_rows, shift_cols,
     ignore = ignore_cols * ignore_by_row
     if ignore_full is not None:
         ignore = ignore * ignore_full
-    weight = torch.where(positive, 1.0, 1.0 - ignore) * row_weights[:, None] * used_cols
+    weight = torch.where(positive, pos_cols, neg_cols * (1.0 - ignore)) * row_weights[:, None] * used_cols
     loss = (torch.where(positive, loss_pos, loss_neg) * weight).sum(dim=1)
-    grad = torch.where(positive, grad_pos, grad_neg) * (weight * scale)
-    return loss.double().sum() * scale, grad
+    weighted_grad = torch.where(positive, grad_pos, grad_neg) * weight
+    out = (loss.double().sum() * scale, weighted_grad * scale)
+    if grad_sums:
+        magnitude = weighted_grad.abs()
+        out += (torch.where(positive, magnitude, 0.0).sum(dim=0), torch.where(positive, 0.0, magnitude).sum(dim=0))
+    return out
 
 
-# One top-level function per activation: torch.compile caches graphs per function.
+# One top-level function per activation (and per output set): torch.compile caches graphs per
+# function.
 def _sigmoid_kernel(**kwargs):
     return _binary_kernel(sigmoid_terms, **kwargs)
 
@@ -114,10 +123,22 @@ def _focal_kernel(**kwargs):
     return _binary_kernel(focal_terms, **kwargs)
 
 
+def _sigmoid_kernel_sums(**kwargs):
+    return _binary_kernel(sigmoid_terms, grad_sums=True, **kwargs)
+
+
+def _gumbel_kernel_sums(**kwargs):
+    return _binary_kernel(gumbel_terms, grad_sums=True, **kwargs)
+
+
 KERNELS = {
     "sigmoid": FusedKernel(_sigmoid_kernel),
     "gumbel": FusedKernel(_gumbel_kernel),
     "focal": FusedKernel(_focal_kernel),
+}
+KERNELS_WITH_SUMS = {
+    "sigmoid": FusedKernel(_sigmoid_kernel_sums),
+    "gumbel": FusedKernel(_gumbel_kernel_sums),
 }
 
 
@@ -151,11 +172,14 @@ def weighted_binary_loss(
     ignore_full: Optional[torch.Tensor] = None,
     drop: Optional[RandomDrop] = None,
     row_weights: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
+    pos_weight: Optional[torch.Tensor] = None,
+    neg_weight: Optional[torch.Tensor] = None,
+    grad_sums: bool = False,
+):
     """``sum_ij w_ij * l(z_ij + s_ij, y_ij) / R``, fused (one pass, one gradient buffer).
 
     The ignore mask is ``I_ij = c_j * (a_i + b_i * D_ij) * M_ij`` and the weight
-    ``w_ij = v_i * (1 - I_ij * (1 - y_ij))``, so positives keep their weight v_i.
+    ``w_ij = v_i * (y_ij q_j + (1 - y_ij) r_j (1 - I_ij))``, so positives keep their weight v_i q_j.
 
     Args:
         logits: (R, L) float32 with L >= K; the loss uses the first K columns (the others get a
@@ -172,9 +196,15 @@ def weighted_binary_loss(
         ignore_full: (R, L) float M_ij (None: 1).
         drop: b_i and the random D_ij (:class:`RandomDrop`; None: b = 0).
         row_weights: (R,) float v_i (None: 1).
+        pos_weight: (K,) float q_j, the weight of column j's positive entries (None: 1).
+        neg_weight: (K,) float r_j, the weight of column j's negative entries (None: 1).
+        grad_sums: also return the (K,) sums over the rows of ``w_ij |l'(z_ij + s_ij, y_ij)|`` on
+            the positive entries and on the negative entries (EQLv2's gradient statistics; no
+            1 / R). Sigmoid and Gumbel only.
 
     Returns:
-        scalar loss with ``d loss / d logits = w * l'(z + s, y) / R``.
+        scalar loss with ``d loss / d logits = w * l'(z + s, y) / R``; with ``grad_sums``,
+        ``(loss, positive sums, negative sums)``.
     """
     if activation not in KERNELS:
         raise ValueError(f"Unknown activation '{activation}'; expected one of {sorted(KERNELS)}")
@@ -206,9 +236,24 @@ def weighted_binary_loss(
         drop_ratio=logits.new_zeros(()) if drop is None else drop.ratio.to(logits.dtype),
         keys=gt_classes.new_zeros(2) if drop is None else drop.keys,
         row_weights=per_row(row_weights),
+        pos_cols=per_column(pos_weight, 1.0),
+        neg_cols=per_column(neg_weight, 1.0),
         used_cols=per_column(None, 1.0),
         scale=logits.new_full((), 1.0 / num_rows),
     )
-    kernel = KERNELS[activation]
-    return PrecomputedGradient.apply(logits, lambda: kernel(**kwargs))
+    if not grad_sums:
+        kernel = KERNELS[activation]
+        return PrecomputedGradient.apply(logits, lambda: kernel(**kwargs))
+    if activation not in KERNELS_WITH_SUMS:
+        raise ValueError(f"grad_sums: activation '{activation}' has no kernel with gradient sums; "
+                         f"expected one of {sorted(KERNELS_WITH_SUMS)}")
+    sums = []
+
+    def compute():
+        total, grad, positive_sums, negative_sums = KERNELS_WITH_SUMS[activation](**kwargs)
+        sums.extend((positive_sums[:num_columns], negative_sums[:num_columns]))
+        return total, grad
+
+    loss = PrecomputedGradient.apply(logits, compute)
+    return loss, sums[0], sums[1]
 
