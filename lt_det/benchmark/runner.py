@@ -140,7 +140,8 @@ class BenchmarkRunner:
                 return {"status": "skipped", "method": method.name, "seed": seed,
                         "reason": f"its stage 1 ({method.source}) is {source['status']}"}
             cfg = self.stage2_cfg(method, seed) if method.stage == "2" else self.stage1_cfg(self.methods[method.source], seed)
-            deps, weights = [source["key"]], os.path.join(self.cache_dir, source["dir"], "model_final.pth")
+            source_cell = Cell(self.cache_dir, source["label"], source["key"])
+            deps, weights = [source["key"]], os.path.join(source_cell.dir, "model_final.pth")
         kind = {"1": "train", "2": "train", "posthoc": "tau_norm"}[method.stage]
         extra = {"taus": list(method.taus)} if method.taus else {}
         key = cell_key(kind, config_identity(cfg, self.defaults), {**self.data_key, **extra}, deps)
@@ -153,7 +154,7 @@ class BenchmarkRunner:
         if weights is not None and not os.path.isfile(weights):
             # its stage-1 result was imported (import_results) without the model: train it again
             logger.info(f"{method.source} seed {seed}: no model in the cache; training it again for {method.name}")
-            os.remove(os.path.join(self.cache_dir, done[(method.source, seed)]["dir"], "result.json"))
+            os.remove(source_cell.result_path)
             done[(method.source, seed)] = self.run_method(self.methods[method.source], seed, done)
             return self.run_method(method, seed, done)
         cfg.MODEL.WEIGHTS = weights or self.pretrain()
@@ -250,7 +251,10 @@ def import_results(cache_dir: str, results: List[Dict]) -> int:
         cell = Cell(cache_dir, r["label"], r["key"])
         if cell.result() is None:
             os.makedirs(cell.dir, exist_ok=True)
-            cell.write_result({k: v for k, v in r.items() if k not in ("key", "label")})
+            result = {k: v for k, v in r.items() if k not in ("key", "label")}
+            if "dir" in result:  # the folder in this cache, whatever it was called where the cell ran
+                result["dir"] = os.path.relpath(cell.dir, cache_dir)
+            cell.write_result(result)
             count += 1
     return count
 
