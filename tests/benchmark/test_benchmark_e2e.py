@@ -114,7 +114,8 @@ def test_tiny_benchmark(bench_root, tmp_path, monkeypatch):
     cells = json.loads((out / "cells.json").read_text())
     cells = [c for c in cells if c["method"] != "cRT"]
     for c in cells:  # a folder name from another cache (e.g. one re-keyed since): not used
-        c["dir"] = f"elsewhere/{c['dir']}"
+        if "dir" in c:
+            c["dir"] = f"elsewhere/{c['dir']}"
     (tmp_path / "cells_without_cRT.json").write_text(json.dumps(cells))
     calls.clear()
     tool.main(["--profile", "tiny", "--methods-file", str(methods_file), "--cache", str(tmp_path / "cells2"),
