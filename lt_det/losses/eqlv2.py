@@ -50,6 +50,7 @@ import torch.distributed as dist
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
+from detectron2.utils import comm
 
 from . import fused
 from .base import BinaryLoss
@@ -63,7 +64,7 @@ STAT_BUFFERS = ("pos_grad", "neg_grad", "pos_neg")
 
 def stats_are_synced(sync_stats: bool) -> bool:
     """Whether this step's sums are all-reduced: asked for, and more than one process running."""
-    return sync_stats and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return sync_stats and comm.get_world_size() > 1
 
 
 @register_loss("eqlv2")

@@ -43,13 +43,13 @@ Differences from the released code (ours):
 from typing import List, Optional, Tuple
 
 import torch
-from torch import distributed as dist
 from torch.nn import functional as F
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.structures import Instances
+from detectron2.utils import comm
 
 from . import fused
 from .base import LTLoss
@@ -97,25 +97,13 @@ def object_scores(
 
 
 def gather_entries(labels: torch.Tensor, values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Every process's (labels, values) concatenated (padded all_gather, as the released
-    ``collect_tensor_from_dist``); unchanged outside a multi-process run."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    """Every process's (labels, values) concatenated in rank order (detectron2's ``all_gather``;
+    released: ``collect_tensor_from_dist``); unchanged outside a multi-process run."""
+    if comm.get_world_size() == 1:
         return labels, values
-    world = dist.get_world_size()
-    size = torch.tensor([len(labels)], device=labels.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    longest = int(max(s.item() for s in sizes))
-    pad = longest - len(labels)
-    labels = torch.cat([labels, labels.new_full((pad,), -1)])
-    values = torch.cat([values, values.new_zeros(pad)])
-    all_labels = [torch.empty_like(labels) for _ in range(world)]
-    all_values = [torch.empty_like(values) for _ in range(world)]
-    dist.all_gather(all_labels, labels)
-    dist.all_gather(all_values, values)
-    labels, values = torch.cat(all_labels), torch.cat(all_values)
-    keep = labels >= 0
-    return labels[keep], values[keep]
+    gathered = comm.all_gather((labels.cpu(), values.cpu()))
+    return (torch.cat([g[0] for g in gathered]).to(labels.device),
+            torch.cat([g[1] for g in gathered]).to(values.device))
 
 
 @register_loss("loce")
