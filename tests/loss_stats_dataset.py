@@ -35,3 +35,13 @@ def loss_cfg(loss_name, dataset=None, num_classes=NUM_CLASSES):
     cfg.MODEL.LT_LOSS.NAME = loss_name
     cfg.MODEL.LT_LOSS.TAIL_THRESHOLD = 0.01
     return cfg
+
+
+def no_stats_dataset(num_classes=NUM_CLASSES, name="lt_det_test_no_stats"):
+    """A registered dataset that is not LVIS format: class names, no class statistics."""
+    from detectron2.data import DatasetCatalog
+
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, list)
+        MetadataCatalog.get(name).set(thing_classes=["a"] * num_classes)
+    return name

@@ -19,7 +19,7 @@ from lt_det.losses.gumbel_ce import GumbelCE
 from loss_reference import bce, dbce, gumbel_terms, onehot_row, sigmoid
 from loss_stats_dataset import FREQUENCY as STATS_FREQUENCY
 from loss_stats_dataset import NUM_CLASSES as STATS_K
-from loss_stats_dataset import loss_cfg
+from loss_stats_dataset import loss_cfg, no_stats_dataset
 
 K = 3
 GROUPS = ["r", "c", "f"]
@@ -265,12 +265,7 @@ def test_config_keys_reach_the_loss():
 
 
 def test_missing_statistics_name_the_dataset():
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    name = "lt_det_test_acsl_no_stats"
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, list)
-        MetadataCatalog.get(name).set(thing_classes=["a"] * STATS_K)
+    name = no_stats_dataset(STATS_K)
     with pytest.raises(KeyError, match=f"Loss 'acsl' .* needs per-class training statistics.*{name}"):
         build_loss(loss_cfg("acsl", dataset=name))
 

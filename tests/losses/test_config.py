@@ -1,15 +1,12 @@
 """Config keys, detectron2 main's keys, and the errors a wrong config gets."""
 import pytest
-
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 import torch
 
 from lt_det.losses import build_loss, get_loss_class, list_losses, resolve_loss_name
 from lt_det.losses.federated import FederatedLoss
 from lt_det.losses.sigmoid_ce import SigmoidCE
 
-from loss_stats_dataset import NUM_CLASSES, loss_cfg
+from loss_stats_dataset import NUM_CLASSES, loss_cfg, no_stats_dataset
 
 
 def test_detectron2_main_keys_keep_their_meaning():
@@ -44,10 +41,7 @@ def test_unknown_loss_lists_the_valid_names():
 
 
 def test_loss_needing_statistics_on_a_dataset_without_them():
-    name = "lt_det_test_no_stats"  # registered, not LVIS format: no statistics
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, list)
-        MetadataCatalog.get(name).set(thing_classes=["a"] * NUM_CLASSES)
+    name = no_stats_dataset()
     with pytest.raises(KeyError, match="Loss 'eql' .* needs per-class training statistics.*register_lvis_format"):
         build_loss(loss_cfg("eql", dataset=name))
     assert build_loss(loss_cfg("softmax_ce", dataset=name)).num_classes == NUM_CLASSES  # needs none

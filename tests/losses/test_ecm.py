@@ -16,7 +16,7 @@ import lt_det.losses.ecm  # noqa: F401  (registers "ecm")
 from lt_det.losses.ecm import EffectiveClassMarginLoss, ecm_counts, ecm_margins
 from lt_det.losses.sigmoid_ce import SigmoidCE
 
-from loss_stats_dataset import INSTANCE_COUNT, NUM_CLASSES, loss_cfg
+from loss_stats_dataset import INSTANCE_COUNT, NUM_CLASSES, loss_cfg, no_stats_dataset
 
 # Small hand example: K = 2 classes with 2 instances each, rho = 1 -> n = [2, 2, 4], N = 8.
 K = 2
@@ -183,14 +183,9 @@ def test_measured_ratio_updates_before_use_and_is_checkpointed():
 
 
 def test_missing_statistics_name_the_dataset_and_key():
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     from lt_det.losses import build_loss
 
-    name = "lt_det_test_no_stats"  # registered, not LVIS format: no statistics
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, list)
-        MetadataCatalog.get(name).set(thing_classes=["a"] * NUM_CLASSES)
+    name = no_stats_dataset()
     with pytest.raises(KeyError, match=f"Loss 'ecm' .*needs per-class training statistics.*'{name}'"):
         build_loss(loss_cfg("ecm", dataset=name))
 
