@@ -1,6 +1,21 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`  (each sets up first if needed).
 PYTHON ?= python3
-VENV := .venv
+# Which detectron2 (tools/install_detectron2.py), each in its own venv:
+#   (empty)  upstream git main built with its extension where reachable, else the registry's 0.6;
+#   D2=0.6   the registry's 0.6 release, Python only;        venv .venv-0.6
+#   D2=main  the snapshot of detectron2 main in third_party/, Python only;   venv .venv-main
+D2 ?=
+VENV := .venv$(if $(D2),-$(D2),)
+D2_MAIN_SNAPSHOT := third_party/detectron2-main-02b5c4e.tar.gz
+D2_INSTALL_ARGS_0.6 := --release
+D2_INSTALL_ARGS_main := --source $(D2_MAIN_SNAPSHOT) --python-only
+ifneq ($(D2),)
+ifndef D2_INSTALL_ARGS_$(D2)
+$(error D2=$(D2) is not a detectron2 this Makefile installs: use D2=0.6, D2=main or no D2)
+endif
+endif
+# Every package the set-up installs is pinned (the versions tested); pip reads this for every install.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lt_det_installed
 DEMO_OUT ?= output/demo
@@ -10,10 +25,10 @@ DEMO_OUT ?= output/demo
 setup: $(STAMP)
 
 # The venv is rebuilt only when the install recipe changes.
-$(STAMP): requirements.txt setup.py tools/install_detectron2.py
+$(STAMP): requirements.txt constraints.txt setup.py tools/install_detectron2.py $(D2_MAIN_SNAPSHOT)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
-	$(PY) tools/install_detectron2.py
+	$(PY) tools/install_detectron2.py $(D2_INSTALL_ARGS_$(D2))
 	$(PY) -m pip install --disable-pip-version-check -e ".[test]"
 	touch $@
 
@@ -29,8 +44,9 @@ demo: data
 bench: setup
 	$(PY) tools/benchmark.py $(if $(QUICK),--profile quick,)
 
+# With D2 set, the suite also asserts that it runs on that detectron2 (tests/test_compat.py).
 test: setup
-	$(PY) -m pytest -q tests
+	LT_DET_EXPECT_DETECTRON2=$(D2) $(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) output datasets/synthetic_lt
+	rm -rf .venv .venv-0.6 .venv-main output datasets/synthetic_lt

@@ -1,4 +1,4 @@
-"""Compatibility of detectron2 0.6 and lvis-api 0.5.3 with today's numpy.
+"""Compatibility of detectron2 0.6 / main and lvis-api 0.5.3 with each other and today's numpy.
 
 Applied by :func:`lt_det.builtin.setup_environment`, never at import. (detectron2 0.6's missing
 compiled extension ``detectron2._C`` is handled at install time instead: tools/install_detectron2.py
@@ -6,10 +6,21 @@ writes a pure-Python stand-in whose ops raise an error naming the op and the fix
 """
 import numpy as np
 
-__all__ = ["restore_numpy_aliases"]
+__all__ = ["detectron2_flavour", "restore_numpy_aliases"]
 
 # numpy 1.24 removed these aliases of the builtins (numpy 2 brought np.bool back).
 _REMOVED_ALIASES = {"int": int, "bool": bool, "float": float}
+
+
+def detectron2_flavour() -> str:
+    """Which detectron2 is installed: "main" (a build of its git main branch) or "0.6".
+
+    Both report ``__version__ == "0.6"``; main is told by a feature 0.6 lacks
+    (``detectron2.utils.comm.create_local_process_group``, added in 2022).
+    """
+    from detectron2.utils import comm
+
+    return "main" if hasattr(comm, "create_local_process_group") else "0.6"
 
 
 def restore_numpy_aliases() -> None:

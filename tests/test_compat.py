@@ -1,6 +1,7 @@
 """A detectron2 without its compiled extension imports fully, its ops fail saying why, and numpy's
 removed aliases are back after lt_det's set-up."""
 import importlib
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,20 @@ import torch
 STAND_IN = importlib.import_module("detectron2._C").__file__.endswith(".py")
 CLEAR_ERROR = (r"detectron2 op '{}' is unavailable: .*without its compiled C\+\+/CUDA extension"
                r".*build detectron2 from source")
+
+
+@pytest.mark.skipif(not os.environ.get("LT_DET_EXPECT_DETECTRON2"),
+                    reason="no detectron2 asked for (`make test D2=0.6` or `D2=main` sets it)")
+def test_suite_runs_on_the_detectron2_asked_for():
+    """A test matrix can never run the same detectron2 twice: each run checks it has the one it
+    asked for, by a feature of main (both versions say __version__ "0.6")."""
+    from detectron2.utils import comm
+
+    from lt_det.compat import detectron2_flavour
+
+    expected = os.environ["LT_DET_EXPECT_DETECTRON2"]
+    assert detectron2_flavour() == expected
+    assert hasattr(comm, "create_local_process_group") == (expected == "main")
 
 
 def test_detectron2_imports_without_lt_det():

@@ -19,6 +19,8 @@ import detectron2.engine.defaults as d2_defaults
 from detectron2.engine import launch as d2_launch
 from detectron2.utils import comm
 
+from ..compat import detectron2_flavour
+
 __all__ = ["launch"]
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -55,7 +57,7 @@ def _cpu_worker(local_rank, main_func, world_size, procs_per_machine, machine_ra
     global_rank = machine_rank * procs_per_machine + local_rank
     dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size,
                             rank=global_rank, timeout=timeout)
-    if hasattr(comm, "create_local_process_group"):  # detectron2 main
+    if detectron2_flavour() == "main":
         comm.create_local_process_group(procs_per_machine)
     else:  # detectron2 0.6: the same groups, built as its _distributed_worker does
         for i in range(world_size // procs_per_machine):  # every rank creates every group
