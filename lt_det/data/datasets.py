@@ -204,22 +204,21 @@ def register_lvis_format(name: str, json_file: str, image_root: str, metadata: O
 
 
 def reregister_builtin_lvis() -> None:
-    """Routes detectron2's built-in LVIS names (``lvis_v1_train``, ...) through this loader.
+    """Routes detectron2's registered LVIS datasets (``lvis_v1_train``, ...) through this loader.
 
-    Their jsons, image roots and class names are kept as detectron2 registered them; only the
-    loader changes, so image-level labels come as contiguous ids and statistics are recorded.
+    Every registered dataset whose metadata says it is LVIS (``evaluator_type`` "lvis", with a
+    ``json_file``), as detectron2's ``register_lvis_instances`` records it: its json, image root and
+    class names are kept; only the loader changes, so image-level labels come as contiguous ids and
+    statistics are recorded.
     """
-    from detectron2.data.datasets.builtin import _PREDEFINED_SPLITS_LVIS
-
-    for splits in _PREDEFINED_SPLITS_LVIS.values():
-        for name in splits:
-            if name not in DatasetCatalog.list():
-                continue
-            meta = MetadataCatalog.get(name)
-            DatasetCatalog.remove(name)
-            DatasetCatalog.register(
-                name, lambda m=meta, n=name: load_lvis_format_json(m.json_file, m.image_root, n)
-            )
+    for name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if meta.get("evaluator_type") != "lvis" or meta.get("json_file") is None:
+            continue
+        DatasetCatalog.remove(name)
+        DatasetCatalog.register(
+            name, lambda m=meta, n=name: load_lvis_format_json(m.json_file, m.image_root, n)
+        )
 
 
 def register_synthetic_lt(root: str, name: str = "synthetic_lt", splits: Sequence[str] = ("train", "val")) -> None:

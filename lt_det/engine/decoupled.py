@@ -116,6 +116,27 @@ def _classifier_keys(state: Dict[str, torch.Tensor], classifier: str) -> List[st
     return [k for k in state if k.startswith(classifier + ".") and k.rsplit(".", 1)[1] in ("weight", "bias")]
 
 
+class _WeightsReader(DetectionCheckpointer):
+    """A checkpointer whose ``load`` reads the weights and keeps them, loading nothing.
+
+    ``load`` is detectron2's public way to read a checkpoint (``.pth``, detectron2 ``.pkl``, URLs,
+    with each version's own checks; main refuses ``_load_file`` called outside ``load``). fvcore's
+    ``load`` passes what it read to ``_load_model``, the hook its subclasses override (a ``None``
+    return skips its report of mismatched keys): here it only keeps the weights.
+    """
+
+    def _load_model(self, checkpoint):
+        self.weights = checkpoint["model"]
+
+
+def read_checkpoint_weights(model: nn.Module, path: str) -> Dict[str, torch.Tensor]:
+    """The weights saved in the checkpoint ``path`` (as tensors), read as ``model``'s checkpointer
+    would read them; ``model`` is left unchanged."""
+    reader = _WeightsReader(model)
+    reader.load(path, checkpointables=[])
+    return {k: torch.as_tensor(v) for k, v in reader.weights.items()}
+
+
 def load_stage1_checkpoint(
     model: nn.Module,
     path: str,
@@ -151,9 +172,7 @@ def load_stage1_checkpoint(
     if not path or not PathManager.exists(path):
         raise FileNotFoundError(f"Stage-1 checkpoint not found: {path!r} (set MODEL.WEIGHTS to the stage-1 model)")
     model = _unwrap(model)
-    # fvcore's documented hook for reading a checkpoint file (.pth, detectron2 .pkl), without loading it
-    loaded = DetectionCheckpointer(model)._load_file(path)["model"]
-    loaded = {k: torch.as_tensor(v) for k, v in loaded.items()}
+    loaded = read_checkpoint_weights(model, path)
     own = model.state_dict()
     own_params = dict(model.named_parameters())
 

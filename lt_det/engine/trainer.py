@@ -4,7 +4,7 @@ import logging
 import os
 
 from detectron2.data import build_detection_test_loader
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.utils import comm
 
 from .. import modeling  # noqa: F401  (registers lt_det's ROI heads for build_model)
@@ -30,6 +30,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
+        if cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS:
+            # detectron2 main's own federated loss reads `class_image_count` from the training
+            # set's metadata while the box predictor is built (lt_det's losses read it themselves)
+            for name in cfg.DATASETS.TRAIN:
+                ensure_class_stats(name)
         model = super().build_model(cfg)
         warn_if_lt_loss_unused(cfg, model)
         if cfg.DECOUPLED.ENABLED:
@@ -79,7 +84,10 @@ class Trainer(DefaultTrainer):
         return ret
 
     def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
+        """Restores the iteration and hook states (TrainerBase's part, the same in 0.6 and main),
+        then the optimizer's, where the checkpoint has it (main's DefaultTrainer would raise a
+        KeyError on a checkpoint without it, such as one of detectron2 0.6's)."""
+        TrainerBase.load_state_dict(self, state_dict)
         if "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
         else:

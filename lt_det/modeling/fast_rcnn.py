@@ -94,6 +94,11 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         """``class_stats``: the training statistics, read once per model build by the ROI heads
         (:func:`read_class_stats`); read here when not given."""
         ret = super().from_config(cfg, input_shape)
+        # detectron2 main's own classification-loss arguments: the loss below implements their
+        # keys (USE_SIGMOID_CE: "sigmoid_ce", with USE_FED_LOSS: "federated"), so the base class
+        # must not build its own (its federated weights would also be a buffer 0.6's models lack)
+        for key in ("use_sigmoid_ce", "use_fed_loss", "get_fed_loss_cls_weights", "fed_loss_num_classes"):
+            ret.pop(key, None)
         if class_stats is None:
             class_stats = read_class_stats(cfg)
         ret["cls_loss"] = build_loss(cfg, class_stats)

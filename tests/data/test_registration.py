@@ -11,6 +11,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from lt_det.data import get_class_stats, register_lvis_format
 from lt_det.data.datasets import class_statistics, parse_each_json_once
+from tiny_dataset import TINY_NUM_CLASSES
 
 
 def _load(path):
@@ -138,6 +139,25 @@ def test_builtin_lvis_names_keep_working():
     assert len(MetadataCatalog.get("lvis_v0.5_val").thing_classes) == 1230
     with pytest.raises(FileNotFoundError, match="LVIS-format annotation json not found: .*lvis_v1_train.json"):
         DatasetCatalog.get("lvis_v1_train")
+
+
+def test_datasets_registered_by_detectron2_load_through_lt_det(tiny_dataset_root):
+    """Any dataset registered with detectron2's ``register_lvis_instances`` (not only the built-in
+    names) loads through lt_det's loader once lt_det's set-up has run: it records the statistics."""
+    from detectron2.data.datasets import register_lvis_instances
+
+    from lt_det.data import reregister_builtin_lvis
+
+    name, root = "registered_by_detectron2", tiny_dataset_root / "synthetic_lt"
+    register_lvis_instances(name, {}, str(root / "synthetic_lt_train.json"), str(root))
+    try:
+        reregister_builtin_lvis()
+        dicts = DatasetCatalog.get(name)
+        assert len(dicts) == len(json.loads((root / "synthetic_lt_train.json").read_text())["images"])
+        assert len(MetadataCatalog.get(name).class_statistics) == TINY_NUM_CLASSES
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
 
 
 def test_detectron2_main_style_class_image_count_does_not_shadow_the_statistics(tiny_dataset_root):

@@ -1,13 +1,18 @@
 """What the Trainer does while it builds: one parse of the training json, and a warning for an
 lt_det loss that the model's ROI heads would never compute."""
+import json
 import logging
 import os
+from collections import defaultdict
 
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from lt_det.compat import detectron2_flavour
 from lt_det.data import register_lvis_format
 from lt_det.engine import Trainer
+from lt_det.losses.federated import FederatedLoss
 
 CHECK_LOGGER = "lt_det.engine.config_checks"
 
@@ -58,3 +63,36 @@ def test_detectron2_main_keys_warn_where_the_stock_predictor_ignores_them(quick_
         model = Trainer.build_model(cfg)
     ignored = not getattr(model.roi_heads.box_predictor, "use_sigmoid_ce", False)
     assert ("MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE will not be used" in caplog.text) == ignored
+
+
+def _image_counts(json_file):
+    """Per category (by id), the number of images with an instance of it, read off the json."""
+    data = json.loads(open(json_file).read())
+    images = defaultdict(set)
+    for a in data["annotations"]:
+        images[a["category_id"]].add(a["image_id"])
+    return [len(images[c["id"]]) for c in sorted(data["categories"], key=lambda c: c["id"])]
+
+
+MAIN_FED_LOSS = ("MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE", True, "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", True)
+
+
+@pytest.mark.skipif(detectron2_flavour() != "main", reason="detectron2 0.6's predictor has no federated loss")
+def test_detectron2_main_federated_loss_builds_on_a_dataset_not_loaded_yet(quick_cfg, fresh_train_name):
+    """main's stock predictor reads ``class_image_count`` while it is built, before any loader."""
+    cfg = quick_cfg("DATASETS.TRAIN", (fresh_train_name,), "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+                    *MAIN_FED_LOSS)
+    predictor = Trainer.build_model(cfg).roi_heads.box_predictor
+    counts = torch.tensor(_image_counts(MetadataCatalog.get(fresh_train_name).json_file), dtype=torch.float)
+    # main's weights: image count ** FED_LOSS_FREQ_WEIGHT_POWER (0.5)
+    assert predictor.use_fed_loss and torch.allclose(predictor.fed_loss_cls_weights, counts.sqrt())
+
+
+def test_lt_det_predictor_takes_main_federated_keys_as_its_own_loss(quick_cfg, fresh_train_name):
+    """On lt_det's heads the keys select lt_det's federated loss; the base class builds none of
+    its own (on main it would, with a buffer that 0.6's checkpoints lack)."""
+    cfg = quick_cfg("DATASETS.TRAIN", (fresh_train_name,), *MAIN_FED_LOSS)
+    predictor = Trainer.build_model(cfg).roi_heads.box_predictor
+    assert isinstance(predictor.cls_loss, FederatedLoss)
+    assert not getattr(predictor, "use_fed_loss", False) and not getattr(predictor, "use_sigmoid_ce", False)
+    assert "fed_loss_cls_weights" not in dict(predictor.named_buffers())

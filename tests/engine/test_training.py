@@ -60,6 +60,26 @@ def test_resume_continues_at_saved_iteration_with_saved_optimizer(quick_cfg):
     assert resumed.scheduler.last_epoch == saved["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 2
 
 
+def test_resume_from_a_checkpoint_without_optimizer_state(quick_cfg, caplog):
+    """A checkpoint of detectron2 0.6's own trainer holds no "_trainer" (optimizer) state: the run
+    resumes at its iteration with a fresh optimizer, on 0.6 and on main."""
+    cfg = quick_cfg("SOLVER.MAX_ITER", 6, "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    trainer.iter = 3
+    trainer.checkpointer.save("model_0000003")
+    path = os.path.join(cfg.OUTPUT_DIR, "model_0000003.pth")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    del saved["trainer"]["_trainer"]
+    torch.save(saved, path)
+
+    resumed = Trainer(cfg)
+    with caplog.at_level("WARNING", logger="lt_det.engine.trainer"):
+        resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 4
+    assert resumed.optimizer.state_dict()["state"] == {}
+    assert "Checkpoint has no optimizer state; the optimizer starts fresh" in caplog.text
+
+
 class _FailAt(HookBase):
     def __init__(self, iteration):
         self.iteration = iteration
