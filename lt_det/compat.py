@@ -16,7 +16,7 @@ def detectron2_flavour() -> str:
     """Which detectron2 is installed: "main" (a build of its git main branch) or "0.6".
 
     Both report ``__version__ == "0.6"``; main is told by a feature 0.6 lacks
-    (``detectron2.utils.comm.create_local_process_group``, added in 2022).
+    (``detectron2.utils.comm.create_local_process_group``, added after the 0.6 release).
     """
     from detectron2.utils import comm
 
