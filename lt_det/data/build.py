@@ -11,7 +11,7 @@ Both are seeded with ``cfg.SEED`` when it is set (>= 0), otherwise with a seed s
 processes, as detectron2's samplers are.
 """
 import logging
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.data.samplers import RepeatFactorTrainingSampler
@@ -20,7 +20,7 @@ from .samplers import ClassAwareSampler, image_repeat_factors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_lt_train_loader", "build_lt_train_sampler", "LT_SAMPLERS", "DETECTRON2_SAMPLERS"]
+__all__ = ["build_lt_train_loader", "build_lt_train_sampler", "lt_train_sampler", "LT_SAMPLERS", "DETECTRON2_SAMPLERS"]
 
 LT_SAMPLERS = ("RepeatFactorTrainingSampler", "ClassAwareSampler")
 DETECTRON2_SAMPLERS = ("TrainingSampler", "RandomSubsetTrainingSampler")
@@ -33,10 +33,36 @@ def build_lt_train_sampler(cfg, dataset_dicts):
     Raises:
         ValueError: for an unknown sampler name, listing the valid ones.
     """
-    name = cfg.DATALOADER.SAMPLER_TRAIN
-    seed = cfg.SEED if cfg.SEED >= 0 else None
+    return lt_train_sampler(
+        cfg.DATALOADER.SAMPLER_TRAIN,
+        dataset_dicts,
+        repeat_threshold=cfg.DATALOADER.REPEAT_THRESHOLD,
+        repeat_sqrt=cfg.DATALOADER.REPEAT_SQRT,
+        seed=cfg.SEED if cfg.SEED >= 0 else None,
+    )
+
+
+def lt_train_sampler(
+    name: str,
+    dataset_dicts: Sequence[dict],
+    *,
+    repeat_threshold: float = 0.001,
+    repeat_sqrt: bool = True,
+    seed: Optional[int] = None,
+):
+    """The sampler ``name`` over ``dataset_dicts`` (plain arguments: the YACS keys above, or a
+    LazyConfig's), or None for detectron2's own samplers.
+
+    Args:
+        name: one of :data:`LT_SAMPLERS` or :data:`DETECTRON2_SAMPLERS`.
+        repeat_threshold, repeat_sqrt: RFS's t and factor form (``RepeatFactorTrainingSampler``).
+        seed: the sampler's seed; None = a seed shared by all processes.
+
+    Raises:
+        ValueError: for an unknown sampler name, listing the valid ones.
+    """
     if name == "RepeatFactorTrainingSampler":
-        t, sqrt = cfg.DATALOADER.REPEAT_THRESHOLD, cfg.DATALOADER.REPEAT_SQRT
+        t, sqrt = repeat_threshold, repeat_sqrt
         factors = image_repeat_factors(dataset_dicts, t, sqrt=sqrt)
         logger.info(
             f"Repeat factor sampling, t = {t}, {'square-root' if sqrt else 'linear'} factors: "
@@ -50,7 +76,7 @@ def build_lt_train_sampler(cfg, dataset_dicts):
         return sampler
     if name in DETECTRON2_SAMPLERS:
         return None
-    raise ValueError(f"Unknown DATALOADER.SAMPLER_TRAIN {name!r}; expected one of {LT_SAMPLERS + DETECTRON2_SAMPLERS}")
+    raise ValueError(f"Unknown training sampler {name!r} (DATALOADER.SAMPLER_TRAIN; a lazy config: dataloader.train.sampler); expected one of {LT_SAMPLERS + DETECTRON2_SAMPLERS}")
 
 
 def build_lt_train_loader(cfg, mapper: Optional[Callable] = None):

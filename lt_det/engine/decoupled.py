@@ -40,6 +40,7 @@ __all__ = [
     "pin_batchnorm_eval",
     "load_stage1_checkpoint",
     "prepare_stage2_model",
+    "prepare_stage2",
     "load_stage1_weights",
 ]
 
@@ -226,16 +227,30 @@ def prepare_stage2_model(model: nn.Module, cfg) -> List[str]:
     d = cfg.DECOUPLED
     if cfg.TEST.PRECISE_BN.ENABLED:
         raise ValueError("TEST.PRECISE_BN.ENABLED would recompute the frozen BatchNorm statistics in stage 2")
-    if d.LWS.ENABLED:
-        if d.CLASSIFIER_INIT == "reinit":
+    return prepare_stage2(model, trainable=d.TRAINABLE, classifier_init=d.CLASSIFIER_INIT, lws=d.LWS.ENABLED,
+                          lws_scale_bias=d.LWS.SCALE_BIAS)
+
+
+def prepare_stage2(
+    model: nn.Module,
+    *,
+    trainable: Sequence[str],
+    classifier_init: str = "auto",
+    lws: bool = False,
+    lws_scale_bias: bool = False,
+) -> List[str]:
+    """:func:`prepare_stage2_model` with plain arguments (``DECOUPLED.TRAINABLE``,
+    ``CLASSIFIER_INIT``, ``LWS.ENABLED``, ``LWS.SCALE_BIAS``; a lazy config's ``decoupled``)."""
+    if lws:
+        if classifier_init == "reinit":
             raise ValueError("LWS scales the stage-1 classifier: DECOUPLED.CLASSIFIER_INIT cannot be 'reinit'")
         # lt_det's predictor asks its loss which rows are the classes (BAGS's are not the first
         # K); detectron2's stock predictor has the softmax layout.
-        cls_loss = getattr(_unwrap(model).get_submodule(PREDICTOR), "cls_loss", None)
-        num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-        class_rows = cls_loss.classifier_rows() if cls_loss is not None else torch.arange(num_classes)
-        replace_with_lws(_unwrap(model), CLASSIFIER, class_rows=class_rows, scale_bias=d.LWS.SCALE_BIAS)
-    trainable = freeze_all_but(model, d.TRAINABLE)
+        predictor = _unwrap(model).get_submodule(PREDICTOR)
+        cls_loss = getattr(predictor, "cls_loss", None)
+        class_rows = cls_loss.classifier_rows() if cls_loss is not None else torch.arange(predictor.num_classes)
+        replace_with_lws(_unwrap(model), CLASSIFIER, class_rows=class_rows, scale_bias=lws_scale_bias)
+    trainable = freeze_all_but(model, trainable)
     pinned = pin_batchnorm_eval(model)
     _log_trainable(model, trainable)
     if pinned:
