@@ -18,6 +18,10 @@ setup(
         "matplotlib",
         "tabulate",
         "pyyaml",  # the benchmark's method list (configs/benchmark/methods.yaml)
+        "shapely",  # detectron2's FixedSizeCrop on polygon masks: the LSJ lazy configs
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # timm: detectron2 main's ViT backbone (configs/lazy/vitdet/ and its test)
+        "test": ["pytest>=7", "timm"],
+    },
 )

@@ -1,12 +1,11 @@
 """Every YAML under configs/ merges into lt_det's config and builds its model."""
 import glob
-import json
 import os
 
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
 import lt_det.data  # noqa: F401  (dataset registration)
@@ -14,16 +13,9 @@ import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.config import add_lt_det_config
 from lt_det.data import get_class_stats
 from lt_det.losses import get_loss_class, resolve_loss_name
+from lvis_stats import set_lvis_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The real LVIS per-class statistics (tests/data/*_cat_info.json: id, name, synset, frequency,
-# image_count and instance_count of every category, taken from the `categories` field of the LVIS
-# v1 / v0.5 train annotations), standing in for the LVIS train jsons, which the tests do not need:
-# the metadata get_class_stats would read from them.
-LVIS_STATS = {
-    "lvis_v1_train": ("data/lvis_v1_train_cat_info.json", 99388),
-    "lvis_v0.5_train": ("data/lvis_v0.5_train_cat_info.json", 56740),
-}
 # configs/benchmark/methods.yaml is the benchmark's method list, not a detectron2 config
 # (tests/benchmark/ checks it).
 CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)
@@ -34,11 +26,7 @@ TINY_STAND_IN = {("synthetic_lt_bench_train",), ("synthetic_pretrain_train",)}
 
 @pytest.fixture(scope="module", autouse=True)
 def lvis_statistics():
-    for name, (path, num_images) in LVIS_STATS.items():
-        meta = MetadataCatalog.get(name)
-        if not hasattr(meta, "class_statistics"):
-            with open(os.path.join(os.path.dirname(__file__), path)) as f:
-                meta.set(class_statistics=json.load(f), num_annotated_images=num_images)
+    set_lvis_statistics()
 
 
 def test_there_are_configs():
