@@ -18,7 +18,6 @@ endif
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lt_det_installed
-DEMO_OUT ?= output/demo
 
 .PHONY: setup demo data bench test clean
 
@@ -35,9 +34,11 @@ $(STAMP): requirements.txt constraints.txt setup.py tools/install_detectron2.py 
 data: setup
 	$(PY) datasets/prepare_synthetic_lt.py
 
+# `make demo SHORT=1`: a first look, a quarter of the schedule (configs/demo/*_short.yaml). Both
+# write to their config's OUTPUT_DIR (output/demo, output/demo_short).
+DEMO_CONFIG := configs/demo/mask_rcnn_R_18_FPN_synthetic_lt$(if $(SHORT),_short,).yaml
 demo: data
-	$(PY) train_net.py --config-file configs/demo/mask_rcnn_R_18_FPN_synthetic_lt.yaml \
-		OUTPUT_DIR $(DEMO_OUT)
+	$(PY) train_net.py --config-file $(DEMO_CONFIG)
 
 # The benchmark (docs/benchmark.md): every method, 3 seeds; `make bench QUICK=1`: a few methods, one
 # seed, a short schedule. Finished cells are cached in output/benchmark/cells: re-running resumes.

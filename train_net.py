@@ -24,7 +24,7 @@ from detectron2.utils.logger import setup_logger
 
 import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.builtin import setup_environment
-from lt_det.config import add_lt_det_config
+from lt_det.config import add_lt_det_config, merge_config
 from lt_det.engine import Trainer, launch
 from lt_det.engine.lazy_train import build_lazy_model, check_lazy_config, do_test, do_train
 
@@ -45,8 +45,7 @@ def setup(args):
         return setup_lazy(args)
     cfg = get_cfg()
     add_lt_det_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_config(cfg, args.config_file, args.opts)
     cfg.MODEL.DEVICE = _cuda_or_cpu(cfg.MODEL.DEVICE)
     cfg.freeze()
     default_setup(cfg, args)

@@ -5,6 +5,10 @@
 
 Deterministic: the same arguments give identical files. Skips generation when the output folder
 already holds jsons made with the same arguments (use --force to regenerate).
+
+Prints the data's fingerprint (``lt_det.data.synthetic.fingerprint``) and, for the default set,
+compares it with the one the README's demo numbers were measured on (``synthetic_lt.sha256`` next
+to this script): a different fingerprint means different data, and other numbers.
 """
 import argparse
 import dataclasses
@@ -14,7 +18,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lt_det.data.synthetic import SyntheticLTConfig, generate, is_up_to_date  # noqa: E402
+from lt_det.data.synthetic import SyntheticLTConfig, fingerprint, generate, is_up_to_date  # noqa: E402
+
+# The default set's fingerprint, as generated where the README's demo numbers were measured.
+EXPECTED_FINGERPRINT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic_lt.sha256")
 
 
 def main() -> None:
@@ -29,9 +36,29 @@ def main() -> None:
 
     if not args.force and is_up_to_date(args.out, cfg, args.name):
         print(f"{args.out} is up to date")
+    else:
+        write(args.out, cfg, args.name)
+    check_fingerprint(args.out, cfg, args.name)
+
+
+def check_fingerprint(out_dir: str, cfg: SyntheticLTConfig, name: str) -> None:
+    digest = fingerprint(out_dir, cfg, name)
+    print(f"fingerprint of {out_dir}: {digest}")
+    if (cfg, name) != (SyntheticLTConfig(), "synthetic_lt"):
         return
+    with open(EXPECTED_FINGERPRINT_FILE) as f:
+        expected = f.read().split()[0]
+    if digest == expected:
+        print("  the same data as the README's demo numbers were measured on")
+    else:
+        print(f"  WARNING: differs from the data the README's demo numbers were measured on ({expected}): expect "
+              "other numbers. Different package versions (OpenCV, numpy) draw other images; "
+              "`make setup` installs the tested ones (constraints.txt).")
+
+
+def write(out: str, cfg: SyntheticLTConfig, name: str) -> None:
     start = time.perf_counter()
-    paths = generate(args.out, cfg, args.name)
+    paths = generate(out, cfg, name)
     with open(paths["train"]) as f:
         train = json.load(f)
     groups = {g: sum(c["frequency"] == g for c in train["categories"]) for g in "rcf"}

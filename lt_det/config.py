@@ -12,7 +12,12 @@ of its default:
 * ``TEST.LVIS_EVAL``: :mod:`lt_det.evaluation.config`
 * ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE``: :mod:`lt_det.modeling.mask_head`
 """
+import re
+from typing import Sequence
+
 from detectron2.config import CfgNode
+
+from .compat import detectron2_flavour
 
 from .data.sampling_config import add_sampling_config
 from .engine.decoupled_config import add_decoupled_config
@@ -20,6 +25,37 @@ from .engine.diagnostics_config import add_diagnostics_config
 from .evaluation.config import add_evaluation_config
 from .losses.config import add_loss_config
 from .modeling.mask_head import add_mask_head_config
+
+
+# detectron2 main's config keys that 0.6 lacks and lt_det does not add (those it adds on 0.6 are
+# listed above), with what they do. Computed as the difference of get_cfg()'s keys between main at
+# 02b5c4e and 0.6 (tests/test_compat.py checks it against the installed detectron2).
+MAIN_ONLY_KEYS = {
+    "FLOAT32_PRECISION": "torch's float32 matmul precision",
+    "SOLVER.BASE_LR_END": "the final LR of the cosine schedule",
+    "SOLVER.NUM_DECAYS": "the number of LR decays of WarmupStepWithFixedGammaLR",
+    "SOLVER.RESCALE_INTERVAL": "the warm-up's rescaling of the schedule",
+}
+
+
+def merge_config(cfg: CfgNode, config_file: str = "", opts: Sequence[str] = ()) -> CfgNode:
+    """``cfg.merge_from_file(config_file)`` (when given) and ``cfg.merge_from_list(opts)``; on
+    detectron2 0.6 a key only main has is reported with the version it needs, not as a bare
+    "Non-existent config key"."""
+    try:
+        if config_file:
+            cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError) as e:  # YACS: KeyError from a file, AssertionError from a list
+        match = re.search(r"Non-existent (?:config )?key: ([\w.]+)", str(e))
+        key = match.group(1) if match else None
+        if key in MAIN_ONLY_KEYS and detectron2_flavour() == "0.6":
+            raise KeyError(
+                f"{key} ({MAIN_ONLY_KEYS[key]}) is a detectron2 main key; the installed detectron2 is 0.6. "
+                "Install main (`make setup D2=main`, or the README's upstream pip command) or remove the key."
+            ) from e
+        raise
+    return cfg
 
 
 def add_lt_det_config(cfg: CfgNode) -> CfgNode:

@@ -82,3 +82,44 @@ def test_removed_numpy_aliases_work_as_before():
     # tests/conftest.py ran lt_det.builtin.setup_environment
     assert (np.int, np.float) == (int, float)
     assert np.zeros(2).astype(np.bool).dtype == np.dtype(bool)  # numpy 2 has np.bool again
+
+
+def test_main_only_keys_are_exactly_what_this_detectron2_has_or_lacks():
+    """MAIN_ONLY_KEYS against the installed detectron2: main has every one, 0.6 none (lt_det adds
+    the other main keys itself, so both versions accept those)."""
+    from detectron2.config import get_cfg
+
+    from lt_det.compat import detectron2_flavour
+    from lt_det.config import MAIN_ONLY_KEYS
+
+    def has(cfg, key):
+        node = cfg
+        for part in key.split("."):
+            if part not in node:
+                return False
+            node = node[part]
+        return True
+
+    on_main = detectron2_flavour() == "main"
+    assert [has(get_cfg(), key) for key in MAIN_ONLY_KEYS] == [on_main] * len(MAIN_ONLY_KEYS)
+
+
+def test_a_main_only_key_names_the_version_it_needs(tmp_path):
+    from detectron2.config import get_cfg
+
+    from lt_det.compat import detectron2_flavour
+    from lt_det.config import add_lt_det_config, merge_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text("SOLVER:\n  NUM_DECAYS: 4\n")
+    cfg = add_lt_det_config(get_cfg())
+    if detectron2_flavour() == "main":
+        assert merge_config(cfg, str(config)).SOLVER.NUM_DECAYS == 4
+        return
+    with pytest.raises(KeyError, match=r"SOLVER.NUM_DECAYS \(.*\) is a detectron2 main key; the installed "
+                                       r"detectron2 is 0.6. Install main"):
+        merge_config(cfg, str(config))
+    with pytest.raises(KeyError, match="FLOAT32_PRECISION .* is a detectron2 main key"):
+        merge_config(add_lt_det_config(get_cfg()), opts=["FLOAT32_PRECISION", "high"])
+    with pytest.raises(AssertionError, match="Non-existent key: SOLVER.NOT_A_KEY"):  # others: YACS's own error
+        merge_config(add_lt_det_config(get_cfg()), opts=["SOLVER.NOT_A_KEY", "1"])

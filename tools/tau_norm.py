@@ -27,7 +27,7 @@ from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils.logger import setup_logger
 
 from lt_det.builtin import setup_environment
-from lt_det.config import add_lt_det_config
+from lt_det.config import add_lt_det_config, merge_config
 from lt_det.losses import build_loss
 from lt_det.modeling.tau_norm import tau_normalize_state_dict
 
@@ -95,8 +95,7 @@ def validation_split(cfg, val_dataset: str) -> str:
 def setup(args):
     cfg = get_cfg()
     add_lt_det_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_config(cfg, args.config_file, args.opts)
     if not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     return cfg

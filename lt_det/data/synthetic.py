@@ -37,6 +37,7 @@ Everything is drawn from ``numpy.random.default_rng(seed)``: the same arguments 
 jsons and images.
 """
 import json
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -337,3 +338,30 @@ def is_up_to_date(out_dir: str, cfg: SyntheticLTConfig, name: str = "synthetic_l
         if info.get("generator") != asdict(cfg) or info.get("generator_version") != GENERATOR_VERSION:
             return False
     return True
+
+
+def fingerprint(out_dir: str, cfg: SyntheticLTConfig, name: str = "synthetic_lt") -> str:
+    """SHA-256 (hex) of what :func:`generate` wrote: every split's json, parsed and re-serialised
+    with sorted keys, and every image's decoded pixels (shape and bytes), in file-name order.
+
+    Decoded pixels, not file bytes: PNG encoders may compress the same image differently; a
+    different fingerprint means different data (another OpenCV rasterising the shapes, a numpy
+    drawing other random numbers, an edited file).
+
+    Raises:
+        FileNotFoundError: a json or an image it lists is missing.
+    """
+    digest = hashlib.sha256()
+    splits = ("train", "val") + (("heldout",) if cfg.heldout_instances_per_class > 0 else ())
+    for split in splits:
+        with open(os.path.join(out_dir, f"{name}_{split}.json")) as f:
+            data = json.load(f)
+        digest.update(json.dumps(data, sort_keys=True).encode())
+        for img in sorted(data["images"], key=lambda i: i["file_name"]):
+            path = os.path.join(out_dir, img["file_name"])
+            pixels = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            if pixels is None:
+                raise FileNotFoundError(f"Image {path} (listed in {name}_{split}.json) is missing or unreadable")
+            digest.update(str(pixels.shape).encode())
+            digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lt_det.data.synthetic import LVIS_RARE_MAX_IMAGES, SyntheticLTConfig, class_image_counts, generate
+from lt_det.data.synthetic import LVIS_RARE_MAX_IMAGES, SyntheticLTConfig, class_image_counts, fingerprint, generate
 
 SMALL = SyntheticLTConfig(num_classes=10, max_images_per_class=30, val_instances_per_class=2, seed=3)
 
@@ -122,3 +122,45 @@ def test_pretrain_palette_shares_no_shape_or_colour_and_uniform_profile(tmp_path
     assert max(c["image_count"] for c in data["categories"]) == 3
     with pytest.raises(ValueError, match="palette must be one of"):
         generate(str(tmp_path), SyntheticLTConfig(palette="imagenet"))
+
+
+def test_fingerprint_is_the_data_and_nothing_else(small_set, tmp_path):
+    """Same data -> same fingerprint (another folder, files re-encoded); one pixel or one json value
+    changed -> another; a missing image -> an error naming it."""
+    import shutil
+
+    import cv2
+
+    out, _ = small_set
+    reference = fingerprint(str(out), SMALL)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    image = sorted((copy / "train").iterdir())[0]
+    pixels = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(image), pixels, [cv2.IMWRITE_PNG_COMPRESSION, 0])  # other bytes, same pixels
+    assert not filecmp.cmp(out / "train" / image.name, image, shallow=False)
+    assert fingerprint(str(copy), SMALL) == reference
+    pixels[0, 0, 0] ^= 1
+    cv2.imwrite(str(image), pixels)
+    assert fingerprint(str(copy), SMALL) != reference
+
+    shutil.rmtree(copy)
+    shutil.copytree(out, copy)
+    val = json.loads((copy / "synthetic_lt_val.json").read_text())
+    val["annotations"][0]["bbox"][0] += 1
+    (copy / "synthetic_lt_val.json").write_text(json.dumps(val))
+    assert fingerprint(str(copy), SMALL) != reference
+    image.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{image.name}.*synthetic_lt_train.json"):
+        fingerprint(str(copy), SMALL)
+
+
+def test_default_set_is_the_one_the_readme_numbers_were_measured_on(tmp_path):
+    """The committed fingerprint (datasets/synthetic_lt.sha256, which `make data` checks) is that of
+    the default set generated with the pinned packages."""
+    from tiny_dataset import REPO
+
+    generate(str(tmp_path), SyntheticLTConfig())
+    with open(os.path.join(REPO, "datasets", "synthetic_lt.sha256")) as f:
+        expected = f.read().split()[0]
+    assert fingerprint(str(tmp_path), SyntheticLTConfig()) == expected
