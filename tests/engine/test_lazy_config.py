@@ -67,6 +67,35 @@ def test_lazy_config_builds_its_model(path, tiny_dataset_root, lvis_statistics):
     assert cfg.dataloader.train.sampler in ("TrainingSampler", "RepeatFactorTrainingSampler", "ClassAwareSampler")
 
 
+def shrink_to_tiny_set(cfg, output_dir):
+    """Any lazy config on the tests' tiny set: 128-pixel images, 2 iterations, no pretrained
+    weights (none can be downloaded here), fp32, few proposals at test time."""
+    import detectron2.data.transforms as T
+    from detectron2.config import LazyCall as L
+
+    cfg.dataloader.train.mapper.augmentations = [
+        L(T.ResizeShortestEdge)(short_edge_length=(128,), sample_style="choice", max_size=128),
+        L(T.RandomFlip)(horizontal=True),
+    ]
+    cfg.dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=128, max_size=128)]
+    return LazyConfig.apply_overrides(cfg, [
+        *QUICK, f"train.output_dir={output_dir}", "train.init_checkpoint=", "train.amp.enabled=False",
+        "dataloader.train.dataset.names=synthetic_lt_train", "dataloader.test.dataset.names=synthetic_lt_val",
+        "model.proposal_generator.post_nms_topk=[200,50]",
+    ])
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "_cRT" not in p], ids=os.path.basename)
+def test_lazy_config_trains_on_the_tiny_set(path, tiny_dataset_root, tmp_path):
+    """Each stage-1 lazy config, its recipe kept (backbone, heads, norms, optimizer), trains 2
+    iterations and evaluates (the cRT config: test_lazy_stage2_trains_only_the_classifier_from_stage1)."""
+    cfg = shrink_to_tiny_set(LazyConfig.load(path), tmp_path)
+    do_train(cfg)
+    results = json.loads((tmp_path / "metrics_eval.json").read_text())
+    assert set(results) == {"bbox", "segm"} and "APr" in results["bbox"]
+    assert torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["iteration"] == 1
+
+
 def test_lvis_configs_select_rfs_and_the_schedule(lvis_statistics):
     one_x = load(os.path.join(LAZY, "mask_rcnn_R_50_FPN_1x_lvis_v1.py"))
     assert one_x.dataloader.train.sampler == "RepeatFactorTrainingSampler"
