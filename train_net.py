@@ -16,7 +16,6 @@ import logging
 
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
@@ -26,6 +25,7 @@ import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.builtin import setup_environment
 from lt_det.config import add_lt_det_config, merge_config
 from lt_det.engine import Trainer, launch
+from lt_det.engine.checkpoint import SafeCheckpointer
 from lt_det.engine.lazy_train import build_lazy_model, check_lazy_config, do_test, do_train
 
 
@@ -68,12 +68,12 @@ def main(args):
     if args.config_file.endswith(".py"):
         if args.eval_only:
             model = build_lazy_model(cfg)
-            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+            SafeCheckpointer(model).load(cfg.train.init_checkpoint)
             return do_test(cfg, model)
         return do_train(cfg, resume=args.resume)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

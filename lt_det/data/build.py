@@ -63,6 +63,10 @@ def lt_train_sampler(
     """
     if name == "RepeatFactorTrainingSampler":
         t, sqrt = repeat_threshold, repeat_sqrt
+        if not 0 < t <= 1:
+            # t is compared with image frequencies f_c in (0, 1]: t > 1 repeats every image, t <= 0 none
+            raise ValueError(f"The repeat factor threshold t (DATALOADER.REPEAT_THRESHOLD; a lazy config: "
+                             f"dataloader.train.repeat_threshold) must be in (0, 1], got {t}")
         factors = image_repeat_factors(dataset_dicts, t, sqrt=sqrt)
         logger.info(
             f"Repeat factor sampling, t = {t}, {'square-root' if sqrt else 'linear'} factors: "

@@ -1,4 +1,5 @@
-"""Warnings for a config whose lt_det loss the model it builds never computes."""
+"""Checks of a config made when the trainer starts, before any training: what would otherwise fail
+only after training (the evaluation backend), and the warning for a loss the model never computes."""
 import logging
 
 from torch import nn
@@ -6,13 +7,23 @@ from torch import nn
 from detectron2.modeling.roi_heads import CascadeROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
+from ..evaluation import get_backend
 from ..modeling import LTFastRCNNOutputLayers
 
-__all__ = ["warn_if_lt_loss_unused"]
+__all__ = ["check_evaluation_config", "warn_if_lt_loss_unused"]
 
 logger = logging.getLogger(__name__)
 
 STOCK_LOSS = "softmax_ce"  # MODEL.LT_LOSS.NAME's default: detectron2's own loss
+
+
+def check_evaluation_config(backend: str, key: str = "TEST.LVIS_EVAL.BACKEND") -> None:
+    """Raises KeyError naming ``key`` and the valid names when ``backend`` is not an LVIS
+    evaluation backend: checked at the start, not after a whole training and inference."""
+    try:
+        get_backend(backend)
+    except KeyError as e:
+        raise KeyError(f"{key}: {e.args[0]}") from e
 
 
 def warn_if_lt_loss_unused(cfg, model: nn.Module) -> None:

@@ -30,7 +30,6 @@ import os
 import torch
 
 import detectron2.engine.defaults as d2_defaults
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
@@ -38,8 +37,10 @@ from detectron2.utils import comm
 
 from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..modeling.fast_rcnn import LTFastRCNNOutputLayers
+from .checkpoint import SafeCheckpointer
+from .config_checks import check_evaluation_config
 from .decoupled import load_stage1_checkpoint, prepare_stage2
-from .hooks import CrashCheckpointer
+from .hooks import insert_crash_checkpointer
 
 __all__ = ["REQUIRED_KEYS", "check_lazy_config", "build_lazy_model", "do_test", "do_train"]
 
@@ -101,6 +102,9 @@ def check_lazy_config(cfg, path: str = "the lazy config") -> None:
         missing = [k for k in DECOUPLED_KEYS if k not in cfg.decoupled]
         if missing:
             problems.append(f"decoupled.{', decoupled.'.join(missing)} (stage 2's options)")
+    evaluator = cfg.get("dataloader", {}).get("evaluator", None)
+    if evaluator is not None and "backend" in evaluator:
+        check_evaluation_config(evaluator.backend, key="dataloader.evaluator.backend")
     if problems:
         raise ValueError(f"{path} lacks what lt_det's LazyConfig training reads:\n  " + "\n  ".join(problems))
 
@@ -150,17 +154,16 @@ def do_train(cfg, resume: bool = False) -> None:
     # looked up in the module: lt_det's CPU launcher replaces it for gloo processes
     model = d2_defaults.create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optimizer)
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = SafeCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     main = comm.is_main_process()
-    trainer.register_hooks([
+    trainer.register_hooks(insert_crash_checkpointer([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-        CrashCheckpointer(checkpointer),
         hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period) if main else None,
-    ])
+    ], checkpointer))
     d = _decoupled(cfg)
     if d is not None and not (resume and checkpointer.has_checkpoint()):
         # stage 2 starts from the stage-1 model at iteration 0 (unless resuming its own run)

@@ -13,9 +13,10 @@ from ..data import LTDatasetMapper
 from ..data.build import build_lt_train_loader
 from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..data.image_labels import ImageLabelDatasetMapper
-from .config_checks import warn_if_lt_loss_unused
+from .config_checks import check_evaluation_config, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
-from .hooks import CrashCheckpointer
+from .checkpoint import SafeCheckpointer
+from .hooks import insert_crash_checkpointer
 from .logit_grad_stats import LogitGradStatsHook
 
 
@@ -23,6 +24,8 @@ class Trainer(DefaultTrainer):
     """Only chooses components; the training loop is detectron2's."""
 
     def __init__(self, cfg):
+        if cfg.DATASETS.TEST:
+            check_evaluation_config(cfg.TEST.LVIS_EVAL.BACKEND)
         # The model (class statistics for its loss) and the data loader (dataset dicts) both read
         # the training json: parse it once.
         with parse_each_json_once():
@@ -94,8 +97,12 @@ class Trainer(DefaultTrainer):
             logging.getLogger(__name__).warning("Checkpoint has no optimizer state; the optimizer starts fresh")
 
     def build_hooks(self):
-        hooks = super().build_hooks()
-        hooks.insert(-1, CrashCheckpointer(self.checkpointer))  # before the writers
+        # DefaultTrainer.__init__ makes its DetectionCheckpointer just before it calls build_hooks;
+        # the hooks and resume_or_load save and load through lt_det's (atomic writes, resume past
+        # a corrupt newest checkpoint) instead.
+        c = self.checkpointer
+        self.checkpointer = SafeCheckpointer(c.model, c.save_dir, save_to_disk=c.save_to_disk, **c.checkpointables)
+        hooks = insert_crash_checkpointer(super().build_hooks(), self.checkpointer)
         if self.cfg.DIAGNOSTICS.LOGIT_GRAD_STATS:
             hooks.insert(-1, LogitGradStatsHook(self.cfg.OUTPUT_DIR))
         return hooks

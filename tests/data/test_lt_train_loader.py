@@ -64,6 +64,15 @@ def test_rfs_sampler_uses_threshold_and_sqrt_choice(sqrt):
     torch.testing.assert_close(sampler._int_part + sampler._frac_part, expected)
 
 
+@pytest.mark.parametrize("t", [0.0, -0.001, 1.5])
+def test_rfs_threshold_outside_0_1_is_refused(t):
+    """t is compared with image frequencies in (0, 1]: 1 is the largest meaningful value."""
+    with pytest.raises(ValueError, match=rf"DATALOADER.REPEAT_THRESHOLD.*must be in \(0, 1\], got {t}"):
+        build_lt_train_sampler(cfg_for("RepeatFactorTrainingSampler", REPEAT_THRESHOLD=t), toy_dicts()[1:])
+    assert isinstance(build_lt_train_sampler(cfg_for("RepeatFactorTrainingSampler", REPEAT_THRESHOLD=1.0),
+                                             toy_dicts()[1:]), RepeatFactorTrainingSampler)
+
+
 def test_class_aware_sampler_from_cfg_is_seeded_by_cfg_seed():
     dicts = toy_dicts()[1:]
     sampler = build_lt_train_sampler(cfg_for("ClassAwareSampler"), dicts)

@@ -302,3 +302,9 @@ def test_vitdet_lvis_config_with_lt_det_predictor_trains(tiny_dataset_root, tmp_
     final = torch.load(tmp_path / "out" / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     assert final["roi_heads.box_predictor.cls_score.weight"].shape[0] == TINY_NUM_CLASSES + 1  # sigmoid + bg column
     assert any(k.startswith("backbone.net.blocks.1.") for k in final)
+
+
+def test_unknown_evaluation_backend_is_refused_before_training():
+    cfg = load(DEMO, "dataloader.evaluator.backend=lvisapi")
+    with pytest.raises(KeyError, match="dataloader.evaluator.backend: Unknown LVIS evaluation backend 'lvisapi'"):
+        check_lazy_config(cfg)

@@ -105,6 +105,43 @@ def test_crash_leaves_a_checkpoint_that_resumes(quick_cfg):
     assert os.path.exists(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
 
 
+class _FailAfterStep(HookBase):
+    """Raises in after_step, as a periodic evaluation out of memory or a full disk would: the
+    optimizer and the LR scheduler have taken the step."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def after_step(self):
+        if self.trainer.iter == self.iteration:
+            raise RuntimeError("simulated crash after the step")
+
+
+@pytest.mark.parametrize("fail_at", [2, 3])  # mid-run, and the last iteration
+def test_crash_after_the_step_resumes_without_repeating_it(quick_cfg, fail_at):
+    """The resumed run continues at the next iteration with the scheduler where an uninterrupted
+    run has it, and ends with model_final.pth (no crash loop: the scheduler never overshoots)."""
+    cfg = quick_cfg("SOLVER.MAX_ITER", 4, "SOLVER.CHECKPOINT_PERIOD", 100, "SOLVER.STEPS", "(2,)",
+                    "SOLVER.WARMUP_ITERS", 2, "DATASETS.TEST", "()")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.register_hooks([_FailAfterStep(fail_at)])  # after CrashCheckpointer, as detectron2's writers are
+    with pytest.raises(RuntimeError, match="simulated crash after the step"):
+        trainer.train()
+    name = "model_final.pth" if fail_at == 3 else "model_crash.pth"
+    saved = torch.load(os.path.join(cfg.OUTPUT_DIR, name), map_location="cpu", weights_only=False)
+    assert saved["iteration"] == fail_at  # that iteration's step is done
+    assert saved["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == fail_at + 1
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == fail_at + 1
+    resumed.train()
+    final = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), map_location="cpu", weights_only=False)
+    assert final["iteration"] == 3
+    assert final["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 4  # = an uninterrupted 4-iteration run's
+    assert resumed.scheduler.last_epoch == 4
+
+
 def test_unreadable_image_error_names_the_file(quick_cfg, tiny_dataset_root, tmp_path):
     import shutil
 
@@ -162,3 +199,15 @@ def test_fixed_ap_mode_evaluates_through_the_trainer(quick_cfg):
     assert torch.bincount(classes).max() <= 5
     results = Trainer.test(cfg, model)
     assert set(METRICS) <= set(results["bbox_fixed_ap"]) and set(METRICS) <= set(results["bbox"])
+
+
+def test_unknown_evaluation_backend_fails_before_training(quick_cfg, monkeypatch):
+    """Not after a whole training and inference: the trainer refuses to start."""
+    from detectron2.engine import DefaultTrainer
+
+    built = []
+    monkeypatch.setattr(DefaultTrainer, "build_model", classmethod(lambda cls, cfg: built.append(cfg)))
+    with pytest.raises(KeyError, match=r"TEST.LVIS_EVAL.BACKEND: Unknown LVIS evaluation backend 'lvisapi'; "
+                                       r"available: \['faster_coco_eval', 'hotcoco', 'lvis'\]"):
+        Trainer(quick_cfg("TEST.LVIS_EVAL.BACKEND", "lvisapi"))
+    assert built == []  # refused before anything was built

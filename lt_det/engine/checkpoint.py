@@ -1,0 +1,102 @@
+"""``SafeCheckpointer``: detectron2's DetectionCheckpointer with atomic writes and a resume that
+survives a corrupt newest checkpoint.
+
+fvcore's ``Checkpointer.save`` writes ``model_XXXX.pth`` in place and then ``last_checkpoint``: a
+process killed mid-write (pre-emption, a full disk) leaves a truncated file that ``last_checkpoint``
+may already name, and ``--resume`` then fails with torch's zip error or a bare ``EOFError``
+without the file name. Here both files are written to a temporary name in the same folder and
+renamed (``os.replace``, atomic on POSIX), and ``resume_or_load`` skips an unreadable checkpoint
+for the newest readable one, with a warning naming both.
+"""
+import logging
+import os
+import pickle
+import zipfile
+from typing import List
+
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+__all__ = ["SafeCheckpointer"]
+
+logger = logging.getLogger(__name__)
+
+# What torch.load raises on a truncated, empty or foreign file.
+UNREADABLE = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError)
+
+
+def _replace_atomically(path: str, write) -> None:
+    """``write(f)`` into ``path + '.tmp'``, then rename it to ``path``."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _unreadable(path: str):
+    """None if ``path`` loads with torch.load, else the exception it raises."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except UNREADABLE as e:
+        return e
+    return None
+
+
+class SafeCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer (same arguments) whose local checkpoints are written atomically and
+    whose resume falls back to the newest readable checkpoint (remote ``save_dir`` paths keep
+    fvcore's behaviour)."""
+
+    def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk or not os.path.isdir(self.save_dir):
+            return super().save(name, **kwargs)
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        _replace_atomically(save_file, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if not os.path.isdir(self.save_dir):
+            return super().tag_last_checkpoint(last_filename_basename)
+        _replace_atomically(os.path.join(self.save_dir, "last_checkpoint"),
+                            lambda f: f.write(last_filename_basename.encode()))
+
+    def load(self, path: str, checkpointables=None):
+        """fvcore's load; a local .pth file torch cannot read is an error naming it (detectron2's
+        .pkl weights are pickles that detectron2 reads itself)."""
+        if path and path.endswith(".pth") and os.path.isfile(path):
+            error = _unreadable(path)
+            if error is not None:
+                raise RuntimeError(f"Checkpoint {path} is unreadable (truncated or not a checkpoint): "
+                                   f"{type(error).__name__}: {error}") from error
+        return super().load(path, checkpointables)
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        if not (resume and self.has_checkpoint()):
+            return super().resume_or_load(path, resume=resume)
+        last = self.get_checkpoint_file()
+        for candidate in self._resume_candidates(last):
+            error = _unreadable(candidate)
+            if error is None:
+                if candidate != last:
+                    logger.warning(f"Resuming from {candidate}, the newest readable checkpoint")
+                return self.load(candidate)
+            logger.warning(f"Checkpoint {candidate} is unreadable ({type(error).__name__}: {error}); skipping it")
+        raise RuntimeError(f"No readable checkpoint in {self.save_dir} to resume from (last_checkpoint: {last})")
+
+    def _resume_candidates(self, last: str) -> List[str]:
+        """The tagged last checkpoint, then the folder's other .pth files, newest first."""
+        others = sorted((p for p in self.get_all_checkpoint_files() if p != last), key=os.path.getmtime, reverse=True)
+        return ([last] if os.path.isfile(last) else []) + others
