@@ -19,7 +19,7 @@ other tensor must come from the stage-1 checkpoint with the same shape.
 import fnmatch
 import logging
 import types
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -228,7 +228,7 @@ def prepare_stage2_model(model: nn.Module, cfg) -> List[str]:
     if cfg.TEST.PRECISE_BN.ENABLED:
         raise ValueError("TEST.PRECISE_BN.ENABLED would recompute the frozen BatchNorm statistics in stage 2")
     return prepare_stage2(model, trainable=d.TRAINABLE, classifier_init=d.CLASSIFIER_INIT, lws=d.LWS.ENABLED,
-                          lws_scale_bias=d.LWS.SCALE_BIAS)
+                          lws_scale_bias=d.LWS.SCALE_BIAS, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES)
 
 
 def prepare_stage2(
@@ -238,9 +238,12 @@ def prepare_stage2(
     classifier_init: str = "auto",
     lws: bool = False,
     lws_scale_bias: bool = False,
+    num_classes: Optional[int] = None,
 ) -> List[str]:
     """:func:`prepare_stage2_model` with plain arguments (``DECOUPLED.TRAINABLE``,
-    ``CLASSIFIER_INIT``, ``LWS.ENABLED``, ``LWS.SCALE_BIAS``; a lazy config's ``decoupled``)."""
+    ``CLASSIFIER_INIT``, ``LWS.ENABLED``, ``LWS.SCALE_BIAS``; a lazy config's ``decoupled``);
+    ``num_classes`` K (LWS's scales of a predictor without lt_det's loss) defaults to the
+    predictor's."""
     if lws:
         if classifier_init == "reinit":
             raise ValueError("LWS scales the stage-1 classifier: DECOUPLED.CLASSIFIER_INIT cannot be 'reinit'")
@@ -248,7 +251,10 @@ def prepare_stage2(
         # K); detectron2's stock predictor has the softmax layout.
         predictor = _unwrap(model).get_submodule(PREDICTOR)
         cls_loss = getattr(predictor, "cls_loss", None)
-        class_rows = cls_loss.classifier_rows() if cls_loss is not None else torch.arange(predictor.num_classes)
+        if cls_loss is not None:
+            class_rows = cls_loss.classifier_rows()
+        else:
+            class_rows = torch.arange(predictor.num_classes if num_classes is None else num_classes)
         replace_with_lws(_unwrap(model), CLASSIFIER, class_rows=class_rows, scale_bias=lws_scale_bias)
     trainable = freeze_all_but(model, trainable)
     pinned = pin_batchnorm_eval(model)
