@@ -26,10 +26,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
 from lt_det.modeling.lws import replace_with_lws
+
+from .checkpoint import SafeCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +118,12 @@ def _classifier_keys(state: Dict[str, torch.Tensor], classifier: str) -> List[st
     return [k for k in state if k.startswith(classifier + ".") and k.rsplit(".", 1)[1] in ("weight", "bias")]
 
 
-class _WeightsReader(DetectionCheckpointer):
+class _WeightsReader(SafeCheckpointer):
     """A checkpointer whose ``load`` reads the weights and keeps them, loading nothing.
 
     ``load`` is detectron2's public way to read a checkpoint (``.pth``, detectron2 ``.pkl``, URLs,
-    with each version's own checks; main refuses ``_load_file`` called outside ``load``). fvcore's
+    with each version's own checks; main refuses ``_load_file`` called outside ``load``); lt_det's
+    :class:`SafeCheckpointer` names an unreadable file. fvcore's
     ``load`` passes what it read to ``_load_model``, the hook its subclasses override (a ``None``
     return skips its report of mismatched keys): here it only keeps the weights.
     """

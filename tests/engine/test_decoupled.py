@@ -192,6 +192,14 @@ def test_missing_checkpoint_is_an_error(tmp_path):
         load_stage1_checkpoint(ToyDetector(), str(tmp_path / "nope.pth"))
 
 
+def test_truncated_checkpoint_is_an_error_naming_it(tmp_path):
+    path = save_stage1(tmp_path, ToyDetector())
+    with open(path, "r+b") as f:
+        f.truncate(64)
+    with pytest.raises(RuntimeError, match=f"Checkpoint {path} is unreadable"):
+        load_stage1_checkpoint(ToyDetector(), path)
+
+
 def test_checkpoint_of_another_model_is_an_error(tmp_path):
     other = ToyDetector()
     other.roi_heads.box_head = nn.Linear(4, 16)  # another box head width
