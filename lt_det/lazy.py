@@ -30,8 +30,8 @@ from .data.build import lt_train_sampler
 from .data.class_stats import get_class_stats
 from .data.datasets import ensure_class_stats
 from .evaluation.backends import DEFAULT_BACKEND
-from .evaluation.lvis_evaluator import LVISEvaluator
-from .losses import LTLoss, get_loss_class
+from .evaluation.lvis_evaluator import LVISEvaluator, train_image_count
+from .losses import LTLoss, build_loss, get_loss_class
 from .losses.base import IMPLEMENTATIONS
 
 __all__ = ["lt_loss", "class_frequency", "lt_train_loader", "lvis_evaluator", "gradient_clipped"]
@@ -85,11 +85,8 @@ def lt_loss(
     if takes_stats and not cfg.DATASETS.TRAIN:
         raise KeyError(f"lt_loss({name!r}) needs per-class training statistics: pass train_datasets=<the training "
                        "dataset names> (a lazy config: dataloader.train.dataset.names)")
-    args = cls.from_config(cfg)
-    args.update(overrides)
-    loss = cls(**args)
-    loss.implementation = implementation
-    return loss
+    cfg.MODEL.LT_LOSS.IMPLEMENTATION = implementation
+    return build_loss(cfg, **overrides)
 
 
 def class_frequency(train_datasets: DatasetNames) -> Optional[list]:
@@ -151,16 +148,11 @@ def lvis_evaluator(
     writing to ``output_dir/inference/dataset_name``; the per-class outputs use the training image
     counts of ``train_datasets`` (or the evaluation json's when empty)."""
     ensure_class_stats(dataset_name)  # also writes the category id mapping the evaluator reads
-    train_image_count = None
-    if _names(train_datasets):
-        num_categories = len(MetadataCatalog.get(dataset_name).thing_classes)
-        stats = get_class_stats(list(_names(train_datasets)))
-        if stats.num_classes != num_categories:
-            raise ValueError(f"Training datasets have {stats.num_classes} classes, {dataset_name} {num_categories}")
-        train_image_count = stats.image_count.tolist()
+    num_categories = len(MetadataCatalog.get(dataset_name).thing_classes)
     return LVISEvaluator(
         dataset_name, os.path.join(output_dir, "inference", dataset_name), tasks=tuple(tasks), backend=backend,
-        fixed_ap_dets_per_class=fixed_ap_dets_per_class, train_image_count=train_image_count,
+        fixed_ap_dets_per_class=fixed_ap_dets_per_class,
+        train_image_count=train_image_count(_names(train_datasets), num_categories),
         save_per_class_results=save_per_class_results,
     )
 

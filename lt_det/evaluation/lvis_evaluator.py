@@ -110,13 +110,13 @@ class LVISEvaluator(DatasetEvaluator):
         return results
 
 
-def _train_image_count(cfg, num_categories: int) -> Optional[Sequence[int]]:
+def train_image_count(train_datasets: Sequence[str], num_categories: int) -> Optional[Sequence[int]]:
     """Training image counts from the training datasets' class statistics, or None (the eval
     json's own counts) when there are none or they are registered without statistics."""
-    if len(cfg.DATASETS.TRAIN) == 0:
+    if len(train_datasets) == 0:
         return None
     try:
-        stats = get_class_stats(cfg.DATASETS.TRAIN)
+        stats = get_class_stats(list(train_datasets))
     except KeyError as e:
         logger.info(f"Per-class plots use the evaluation json's image_count: {e}")
         return None
@@ -140,6 +140,6 @@ def build_lvis_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = Non
         tasks=("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",),
         backend=ev.BACKEND,
         fixed_ap_dets_per_class=ev.FIXED_AP.DETS_PER_CLASS if ev.FIXED_AP.ENABLED else None,
-        train_image_count=_train_image_count(cfg, num_categories),
+        train_image_count=train_image_count(cfg.DATASETS.TRAIN, num_categories),
         save_per_class_results=ev.PER_CLASS,
     )

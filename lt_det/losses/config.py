@@ -80,18 +80,20 @@ def resolve_loss_name(cfg: CN) -> str:
     return legacy
 
 
-def build_loss(cfg: CN, class_stats: Optional[ClassStats] = None) -> LTLoss:
+def build_loss(cfg: CN, class_stats: Optional[ClassStats] = None, **overrides) -> LTLoss:
     """The registered loss selected by ``cfg``, built from ``cfg``, with
     MODEL.LT_LOSS.IMPLEMENTATION applied.
 
     ``class_stats``: the training statistics, read once by the caller for a model build; passed to
     a loss whose ``from_config`` takes ``class_stats`` (the others read what they need from cfg).
+    ``overrides``: arguments of the loss's ``__init__`` that replace what ``from_config`` gives
+    (detectron2's ``@configurable`` merges them).
     """
     implementation = cfg.MODEL.LT_LOSS.IMPLEMENTATION
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"MODEL.LT_LOSS.IMPLEMENTATION is '{implementation}'; expected one of {IMPLEMENTATIONS}")
     cls = get_loss_class(resolve_loss_name(cfg))
     takes_stats = "class_stats" in inspect.signature(cls.from_config).parameters
-    loss = cls(cfg, class_stats=class_stats) if takes_stats else cls(cfg)
+    loss = cls(cfg, class_stats=class_stats, **overrides) if takes_stats else cls(cfg, **overrides)
     loss.implementation = implementation
     return loss
