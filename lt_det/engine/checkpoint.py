@@ -18,7 +18,7 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["SafeCheckpointer"]
+__all__ = ["SafeCheckpointer", "UnreadableCheckpointError"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,8 @@ def _replace_atomically(path: str, write) -> None:
             os.remove(tmp)
 
 
-def _unreadable(path: str):
-    """None if ``path`` loads with torch.load, else the exception it raises."""
-    try:
-        torch.load(path, map_location="cpu", weights_only=False)
-    except UNREADABLE as e:
-        return e
-    return None
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint file torch cannot read (truncated, empty, not a checkpoint)."""
 
 
 class SafeCheckpointer(DetectionCheckpointer):
@@ -77,10 +72,11 @@ class SafeCheckpointer(DetectionCheckpointer):
         """fvcore's load; a local .pth file torch cannot read is an error naming it (detectron2's
         .pkl weights are pickles that detectron2 reads itself)."""
         if path and path.endswith(".pth") and os.path.isfile(path):
-            error = _unreadable(path)
-            if error is not None:
-                raise RuntimeError(f"Checkpoint {path} is unreadable (truncated or not a checkpoint): "
-                                   f"{type(error).__name__}: {error}") from error
+            try:  # read in full before anything is loaded: a bad file changes nothing
+                torch.load(path, map_location="cpu", weights_only=False)
+            except UNREADABLE as e:
+                raise UnreadableCheckpointError(f"Checkpoint {path} is unreadable (truncated or not a checkpoint): "
+                                                f"{type(e).__name__}: {e}") from e
         return super().load(path, checkpointables)
 
     def resume_or_load(self, path: str, *, resume: bool = True):
@@ -88,12 +84,14 @@ class SafeCheckpointer(DetectionCheckpointer):
             return super().resume_or_load(path, resume=resume)
         last = self.get_checkpoint_file()
         for candidate in self._resume_candidates(last):
-            error = _unreadable(candidate)
-            if error is None:
-                if candidate != last:
-                    logger.warning(f"Resuming from {candidate}, the newest readable checkpoint")
-                return self.load(candidate)
-            logger.warning(f"Checkpoint {candidate} is unreadable ({type(error).__name__}: {error}); skipping it")
+            try:
+                extra = self.load(candidate)
+            except UnreadableCheckpointError as e:
+                logger.warning(f"{e}; skipping it")
+                continue
+            if candidate != last:
+                logger.warning(f"Resuming from {candidate}, the newest readable checkpoint")
+            return extra
         raise RuntimeError(f"No readable checkpoint in {self.save_dir} to resume from (last_checkpoint: {last})")
 
     def _resume_candidates(self, last: str) -> List[str]:
