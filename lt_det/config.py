@@ -18,7 +18,6 @@ from typing import Sequence
 from detectron2.config import CfgNode
 
 from .compat import detectron2_flavour
-
 from .data.sampling_config import add_sampling_config
 from .engine.decoupled_config import add_decoupled_config
 from .engine.diagnostics_config import add_diagnostics_config

@@ -80,7 +80,8 @@ def lt_train_sampler(
         return sampler
     if name in DETECTRON2_SAMPLERS:
         return None
-    raise ValueError(f"Unknown training sampler {name!r} (DATALOADER.SAMPLER_TRAIN; a lazy config: dataloader.train.sampler); expected one of {LT_SAMPLERS + DETECTRON2_SAMPLERS}")
+    raise ValueError(f"Unknown training sampler {name!r} (DATALOADER.SAMPLER_TRAIN; a lazy config: "
+                     f"dataloader.train.sampler); expected one of {LT_SAMPLERS + DETECTRON2_SAMPLERS}")
 
 
 def build_lt_train_loader(cfg, mapper: Optional[Callable] = None):

@@ -13,9 +13,9 @@ from ..data import LTDatasetMapper
 from ..data.build import build_lt_train_loader
 from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..data.image_labels import ImageLabelDatasetMapper
+from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
-from .checkpoint import SafeCheckpointer
 from .hooks import insert_crash_checkpointer
 from .logit_grad_stats import LogitGradStatsHook
 
