@@ -56,7 +56,7 @@ def _worker(args) -> None:
     if args.step == "merge":
         gt = GroundTruthInfo.load(args.gt)
         shards = [os.path.join(args.work_dir, f"rank_{r}.jsonl") for r in range(NUM_SHARDS)]
-        write_task_files(lambda: read_shards(shards), args.work_dir, gt.image_ids, [c["id"] for c in gt.categories])
+        write_task_files(lambda: read_shards(shards), args.work_dir, gt.image_sizes, [c["id"] for c in gt.categories])
     else:
         backend, task = args.step.split(":")
         results = os.path.join(args.work_dir, f"lvis_results_{task}.json")

@@ -30,7 +30,7 @@ class GroundTruthInfo:
     """What the evaluation needs from the annotation json besides what the backend reads."""
 
     json_file: str
-    image_ids: Tuple[int, ...]
+    image_sizes: Dict[int, Tuple[int, int]]  # image id: (height, width)
     categories: Tuple[dict, ...]  # ascending id: id, name, frequency[, image_count]
 
     @classmethod
@@ -43,7 +43,7 @@ class GroundTruthInfo:
         if missing:
             raise KeyError(f"{json_file}: categories {missing[:10]} have no 'frequency' (r/c/f), "
                            "which LVIS evaluation needs for APr/APc/APf")
-        return cls(json_file, tuple(img["id"] for img in data["images"]), tuple(cats))
+        return cls(json_file, {img["id"]: (img["height"], img["width"]) for img in data["images"]}, tuple(cats))
 
     def json_image_counts(self) -> List[int]:
         """The annotation json's own per-category ``image_count`` (LVIS files carry the train split's)."""
@@ -93,7 +93,7 @@ def evaluate_lvis(
     results: Dict[str, Dict[str, float]] = {}
     for suffix, run_dir, max_dets, top_k in runs:
         os.makedirs(run_dir, exist_ok=True)
-        counts = write_task_files(open_records, run_dir, gt.image_ids, cat_ids, top_k_per_category=top_k)
+        counts = write_task_files(open_records, run_dir, gt.image_sizes, cat_ids, top_k_per_category=top_k)
         ap_by_task = {}
         for task in tasks:
             if counts.get(task, 0) == 0:

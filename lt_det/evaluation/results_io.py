@@ -13,11 +13,12 @@ A record is one LVIS result dict: ``image_id``, ``category_id`` (LVIS ids), ``sc
 import json
 import os
 from array import array
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .fixed_ap import top_k_per_class
+from .results_checks import ResultsValidator
 
 __all__ = ["ShardWriter", "read_shards", "write_task_files"]
 
@@ -50,74 +51,70 @@ def read_shards(paths: Iterable[str]) -> Iterator[dict]:
                 yield from json.loads(line)
 
 
-def _unknown_ids_error(kind: str, unknown: set, known: set) -> ValueError:
-    shown = sorted(unknown)[:10]
-    return ValueError(
-        f"The results name {len(unknown)} {kind} id(s) that the annotation file does not have, "
-        f"e.g. {shown} (it has {len(known)} {kind}s, ids {min(known)}..{max(known)}). "
-        "Are the results for another split, or category ids contiguous (0..K-1) instead of LVIS ids?"
-    )
-
-
 def write_task_files(
     open_records: Callable[[], Iterator[dict]],
     out_dir: str,
-    image_ids: Iterable[int],
+    image_sizes: Mapping[int, Tuple[int, int]],
     category_ids: Iterable[int],
     top_k_per_category: Optional[int] = None,
 ) -> Dict[str, int]:
     """Streams the records into ``out_dir/lvis_results_{task}.json``, one file per task present.
 
+    Every record is validated first (:mod:`lt_det.evaluation.results_checks`): no backend sees a
+    file with a bad record.
+
     Args:
         open_records: returns a fresh iterator over the records (called twice with
             ``top_k_per_category``, once otherwise).
-        image_ids, category_ids: the annotation file's; records naming others are an error.
+        image_sizes: {image id: (height, width)} of the annotation file.
+        category_ids: the annotation file's category ids.
         top_k_per_category: Fixed AP: keep only each category's top k over all images.
 
     Returns:
         {task: number of detections written}; a task with 0 detections has no file.
 
     Raises:
-        ValueError: naming unknown image or category ids.
+        ValueError: naming unknown image or category ids and the first invalid records.
     """
-    image_ids, category_ids = set(image_ids), set(category_ids)
+    validator = ResultsValidator(image_sizes, list(category_ids))
     keep = None
     if top_k_per_category is not None:
         cats, scores = array("q"), array("d")
-        for r in open_records():
-            cats.append(r["category_id"])
-            scores.append(r["score"])
+        for i, r in enumerate(open_records()):
+            validator.check(i, r)
+            cats.append(r["category_id"] if isinstance(r.get("category_id"), int) else -1)
+            scores.append(r["score"] if isinstance(r.get("score"), (int, float)) else 0.0)
+        validator.finish()
         keep = top_k_per_class(np.frombuffer(cats, dtype=np.int64), np.frombuffer(scores), top_k_per_category)
 
     paths = {task: os.path.join(out_dir, f"lvis_results_{task}.json") for task in _TASK_FIELDS}
     files = {task: open(path + ".tmp", "w") for task, path in paths.items()}
     counts = {task: 0 for task in _TASK_FIELDS}
-    unknown_images, unknown_cats = set(), set()
+    valid = False
     try:
         for i, r in enumerate(open_records()):
-            if r["image_id"] not in image_ids:
-                unknown_images.add(r["image_id"])
-            if r["category_id"] not in category_ids:
-                unknown_cats.add(r["category_id"])
-            if keep is not None and not keep[i]:
+            if keep is None:
+                if not validator.check(i, r):
+                    continue  # reported by finish()
+            elif not keep[i]:
                 continue
             for task, fields in _TASK_FIELDS.items():
                 if _TASK_KEY[task] in r:
                     files[task].write("[" if counts[task] == 0 else ",")
                     files[task].write(json.dumps({k: r[k] for k in fields}))
                     counts[task] += 1
+        validator.finish()
+        valid = True
     finally:
         for f in files.values():
             f.close()
-    for task, path in paths.items():
-        if counts[task] and not (unknown_images or unknown_cats):
-            with open(path + ".tmp", "a") as f:
-                f.write("]")
-            os.replace(path + ".tmp", path)
-        else:
-            os.remove(path + ".tmp")
-    if unknown_images:
-        raise _unknown_ids_error("image", unknown_images, image_ids)
-    if unknown_cats:
-        raise _unknown_ids_error("category", unknown_cats, category_ids)
+        for task, path in paths.items():
+            if valid and counts[task]:
+                with open(path + ".tmp", "a") as f:
+                    f.write("]")
+                os.replace(path + ".tmp", path)
+            else:  # no file of an earlier run may pass for this one's
+                os.remove(path + ".tmp")
+                if os.path.exists(path):
+                    os.remove(path)
     return {task: n for task, n in counts.items() if n}

@@ -61,7 +61,7 @@ def write_fixture(tmp_dir: str, gt: Dict, dets: List[Dict], top_k_per_category=N
     with open(gt_json, "w") as f:
         json.dump(gt, f)
     info = GroundTruthInfo.load(gt_json)
-    counts = write_task_files(lambda: iter(dets), tmp_dir, info.image_ids, [c["id"] for c in info.categories],
+    counts = write_task_files(lambda: iter(dets), tmp_dir, info.image_sizes, [c["id"] for c in info.categories],
                               top_k_per_category=top_k_per_category)
     return gt_json, counts
 

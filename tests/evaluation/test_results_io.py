@@ -7,7 +7,8 @@ from lt_det.evaluation.results_io import ShardWriter, read_shards, write_task_fi
 def _record(image_id, score, with_mask=True):
     r = {"image_id": image_id, "category_id": 1, "bbox": [0.0, 0.0, 2.0, 2.0], "score": score}
     if with_mask:
-        r["segmentation"] = {"size": [4, 4], "counts": "04L0"}
+        # the 4 x 4 mask with its top-left 2 x 2 pixels set: column-major runs 0, 2, 2, 2, 10
+        r["segmentation"] = {"size": [4, 4], "counts": "02208"}
     return r
 
 
@@ -20,7 +21,7 @@ def test_shards_stream_in_order_and_task_files_hold_only_their_fields(tmp_path):
         writer.close()
     assert [r["score"] for r in read_shards(shards)] == [0.5, 0.25, 0.75]
 
-    counts = write_task_files(lambda: read_shards(shards), str(tmp_path), [1, 2], [1])
+    counts = write_task_files(lambda: read_shards(shards), str(tmp_path), {1: (4, 4), 2: (4, 4)}, [1])
     assert counts == {"bbox": 3, "segm": 3}
     with open(tmp_path / "lvis_results_bbox.json") as f:
         assert set(json.load(f)[0]) == {"image_id", "category_id", "bbox", "score"}
@@ -32,6 +33,6 @@ def test_shards_stream_in_order_and_task_files_hold_only_their_fields(tmp_path):
 
 
 def test_box_only_results_write_no_segm_file(tmp_path):
-    counts = write_task_files(lambda: iter([_record(1, 0.5, with_mask=False)]), str(tmp_path), [1], [1])
+    counts = write_task_files(lambda: iter([_record(1, 0.5, with_mask=False)]), str(tmp_path), {1: (4, 4)}, [1])
     assert counts == {"bbox": 1}
     assert not (tmp_path / "lvis_results_segm.json").exists()
