@@ -40,6 +40,7 @@ from ..modeling.fast_rcnn import LTFastRCNNOutputLayers
 from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config
 from .decoupled import load_stage1_checkpoint, prepare_stage2
+from .distributed import broadcast_buffers_from_main
 from .hooks import insert_crash_checkpointer
 
 __all__ = ["REQUIRED_KEYS", "check_lazy_config", "build_lazy_model", "do_test", "do_train"]
@@ -132,7 +133,9 @@ def build_lazy_model(cfg) -> torch.nn.Module:
 
 def do_test(cfg, model) -> dict:
     """Evaluates ``model`` with ``cfg.dataloader.evaluator`` on ``cfg.dataloader.test``; the main
-    process writes the metrics to ``train.output_dir/metrics_eval.json``."""
+    process writes the metrics to ``train.output_dir/metrics_eval.json``. Every process evaluates
+    the main process's buffers (BatchNorm statistics): those of the model it saves."""
+    broadcast_buffers_from_main(model)
     results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
     if comm.is_main_process():
         print_csv_format(results)

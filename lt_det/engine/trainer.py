@@ -16,6 +16,7 @@ from ..data.image_labels import ImageLabelDatasetMapper
 from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
+from .distributed import broadcast_buffers_from_main
 from .hooks import insert_crash_checkpointer
 from .logit_grad_stats import LogitGradStatsHook
 
@@ -70,7 +71,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        """Evaluates on cfg.DATASETS.TEST and writes the metrics to OUTPUT_DIR/metrics_eval.json."""
+        """Evaluates on cfg.DATASETS.TEST and writes the metrics to OUTPUT_DIR/metrics_eval.json.
+
+        Every process evaluates the main process's buffers (BatchNorm statistics): the metrics are
+        those of the model the main process saves."""
+        broadcast_buffers_from_main(model)
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
