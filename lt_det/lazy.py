@@ -30,7 +30,7 @@ from .data.build import lt_train_sampler
 from .data.class_stats import get_class_stats
 from .data.datasets import ensure_class_stats
 from .evaluation.backends import DEFAULT_BACKEND
-from .evaluation.lvis_evaluator import LVISEvaluator, train_image_count
+from .evaluation.lvis_evaluator import LVISEvaluator, train_class_stats
 from .losses import LTLoss, build_loss, get_loss_class
 from .losses.base import IMPLEMENTATIONS
 
@@ -146,14 +146,16 @@ def lvis_evaluator(
 ) -> LVISEvaluator:
     """lt_det's LVIS evaluator (``TEST.LVIS_EVAL.*`` in YACS) on the registered ``dataset_name``,
     writing to ``output_dir/inference/dataset_name``; the per-class outputs use the training image
-    counts of ``train_datasets`` (or the evaluation json's when empty)."""
+    counts of ``train_datasets`` (or the evaluation json's when empty), which also give the frequency
+    groups of an evaluation json without them."""
     ensure_class_stats(dataset_name)  # also writes the category id mapping the evaluator reads
-    num_categories = len(MetadataCatalog.get(dataset_name).thing_classes)
+    stats = train_class_stats(_names(train_datasets), len(MetadataCatalog.get(dataset_name).thing_classes))
     return LVISEvaluator(
         dataset_name, os.path.join(output_dir, "inference", dataset_name), tasks=tuple(tasks), backend=backend,
         fixed_ap_dets_per_class=fixed_ap_dets_per_class,
-        train_image_count=train_image_count(_names(train_datasets), num_categories),
+        train_image_count=None if stats is None else stats.image_count.tolist(),
         save_per_class_results=save_per_class_results,
+        train_frequency=None if stats is None else stats.frequency.tolist(),
     )
 
 

@@ -34,7 +34,7 @@ from typing import Callable, Dict
 
 import numpy as np
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "get_backend"]
+__all__ = ["BACKENDS", "BACKENDS_READING_FREQUENCY", "DEFAULT_BACKEND", "get_backend"]
 
 Backend = Callable[[str, str, str, int], np.ndarray]
 
@@ -94,6 +94,9 @@ BACKENDS: Dict[str, Backend] = {
 }
 # The fastest backend equal to lvis-api to 1e-4 on every metric (tools/benchmark_eval.py).
 DEFAULT_BACKEND = "hotcoco"
+# Those that read each category's "frequency" from the annotation file itself (KeyError without it);
+# hotcoco takes no frequency from it: lt_det computes APr / APc / APf from its own groups.
+BACKENDS_READING_FREQUENCY = ("lvis", "faster_coco_eval")
 
 
 def get_backend(name: str) -> Backend:

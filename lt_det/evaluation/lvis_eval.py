@@ -12,7 +12,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import BACKENDS_READING_FREQUENCY, DEFAULT_BACKEND, get_backend
 from .metrics import METRICS, per_class_ap, summarize
 from .per_class import per_class_rows, save_per_class
 from .results_io import write_task_files
@@ -32,18 +32,27 @@ class GroundTruthInfo:
     json_file: str
     image_sizes: Dict[int, Tuple[int, int]]  # image id: (height, width)
     categories: Tuple[dict, ...]  # ascending id: id, name, frequency[, image_count]
+    frequency_in_json: bool = True  # False: taken from the training statistics
 
     @classmethod
-    def load(cls, json_file: str) -> "GroundTruthInfo":
+    def load(cls, json_file: str, train_frequency: Optional[Sequence[str]] = None) -> "GroundTruthInfo":
+        """Reads ``json_file``; the frequency group (r/c/f) of each category comes from the json, or,
+        where its categories have none, from ``train_frequency`` (K, ascending category id order:
+        the training set's groups, which is what LVIS's own groups are)."""
         with open(json_file) as f:
             data = json.load(f)
         cats = sorted(({k: c[k] for k in ("id", "name", "frequency", "image_count") if k in c}
                        for c in data["categories"]), key=lambda c: c["id"])
-        missing = [c["id"] for c in cats if "frequency" not in c]
-        if missing:
-            raise KeyError(f"{json_file}: categories {missing[:10]} have no 'frequency' (r/c/f), "
-                           "which LVIS evaluation needs for APr/APc/APf")
-        return cls(json_file, {img["id"]: (img["height"], img["width"]) for img in data["images"]}, tuple(cats))
+        in_json = all("frequency" in c for c in cats)
+        if not in_json:
+            if train_frequency is None or len(train_frequency) != len(cats):
+                missing = [c["id"] for c in cats if "frequency" not in c]
+                raise KeyError(f"{json_file}: categories {missing[:10]} have no 'frequency' (r/c/f), which LVIS "
+                               "evaluation needs for APr/APc/APf, and no training statistics of the same "
+                               f"{len(cats)} classes give it")
+            cats = [{**c, "frequency": str(g)} for c, g in zip(cats, train_frequency)]
+        images = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
+        return cls(json_file, images, tuple(cats), in_json)
 
     def json_image_counts(self) -> List[int]:
         """The annotation json's own per-category ``image_count`` (LVIS files carry the train split's)."""
@@ -79,6 +88,9 @@ def evaluate_lvis(
     ``save_per_class_results``, the per-class CSV/JSON/plots of :mod:`lt_det.evaluation.per_class`.
     """
     evaluate = get_backend(backend)
+    if not gt.frequency_in_json and backend in BACKENDS_READING_FREQUENCY:
+        raise ValueError(f"The '{backend}' backend reads each category's 'frequency' from {gt.json_file}, which "
+                         f"has none; evaluate with another backend ({DEFAULT_BACKEND}) or add it to the json")
     cat_ids = [c["id"] for c in gt.categories]
     frequency = [c["frequency"] for c in gt.categories]
     if save_per_class_results:

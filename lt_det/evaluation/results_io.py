@@ -20,7 +20,7 @@ import numpy as np
 from .fixed_ap import top_k_per_class
 from .results_checks import ResultsValidator
 
-__all__ = ["ShardWriter", "read_shards", "write_task_files"]
+__all__ = ["ShardWriter", "read_shards", "write_detections", "write_task_files"]
 
 # The fields of each task's results file. segm leaves out the box so that lvis-api (and hotcoco)
 # compute the area ranges from the mask, as detectron2 arranges for lvis-api.
@@ -49,6 +49,21 @@ def read_shards(paths: Iterable[str]) -> Iterator[dict]:
         with open(path) as f:
             for line in f:
                 yield from json.loads(line)
+
+
+def write_detections(records: Iterable[dict], path: str) -> int:
+    """Streams ``records`` into one LVIS results json at ``path`` (every field kept: the file
+    ``tools/evaluate_lvis_results.py`` reads), written to a temporary file first; returns the count."""
+    count = 0
+    with open(path + ".tmp", "w") as f:
+        f.write("[")
+        for r in records:
+            f.write("," if count else "")
+            f.write(json.dumps(r))
+            count += 1
+        f.write("]")
+    os.replace(path + ".tmp", path)
+    return count
 
 
 def write_task_files(

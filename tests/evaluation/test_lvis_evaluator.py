@@ -161,3 +161,60 @@ def test_per_class_counts_come_from_training_class_stats(tmp_path):
     evaluator.evaluate()
     with open(tmp_path / "out" / "lvis_per_class.csv") as f:
         assert [r["train_image_count"] for r in csv.DictReader(f)] == ["700", "40", "5"]
+
+
+def _tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evaluate_lvis_results", os.path.join(TOOLS, "evaluate_lvis_results.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_failed_evaluation_keeps_the_detections_for_the_standalone_command(monkeypatch, tmp_path, caplog):
+    from lt_det.evaluation import backends
+
+    gt_json = _register("lt_det_test_fail", tmp_path)
+    out_dir = tmp_path / "inference"
+
+    def out_of_memory(*args):
+        raise MemoryError("simulated")
+
+    with monkeypatch.context() as m:
+        m.setitem(backends.BACKENDS, "hotcoco", out_of_memory)
+        with pytest.raises(MemoryError), caplog.at_level(logging.ERROR):
+            _simulate_two_processes(m, _cfg(fixed_ap=False), "lt_det_test_fail", str(out_dir))
+    kept = out_dir / "lvis_detections.json"
+    assert f"detections are kept in {kept}" in caplog.text
+    assert not (out_dir / "lvis_shards").exists()
+    with open(kept) as f:
+        assert len(json.load(f)) == len(DETS)  # both processes' detections, every field
+    metrics = _tool().main([gt_json, str(kept), "--output-dir", str(tmp_path / "again"), "--no-per-class"])
+    assert metrics["bbox"]["AP"] == pytest.approx((AP_1 + AP_2) / 2 * 100, abs=1e-9)
+    assert metrics["segm"]["AP"] == pytest.approx((AP_1 + AP_2) / 2 * 100, abs=1e-9)
+
+
+def _gt_without_frequency(tmp_path):
+    gt = json.loads(json.dumps(GT))
+    for c in gt["categories"]:
+        del c["frequency"]
+    path = str(tmp_path / "gt_no_frequency.json")
+    with open(path, "w") as f:
+        json.dump(gt, f)
+    return path
+
+
+def test_frequency_groups_come_from_training_statistics_when_the_json_has_none(tmp_path):
+    path = _gt_without_frequency(tmp_path)
+    with pytest.raises(KeyError, match="have no 'frequency'.*no training statistics"):
+        GroundTruthInfo.load(path)
+    # the hand-worked split's groups are f, c, r; swapping the first two swaps APf and APc
+    gt = GroundTruthInfo.load(path, train_frequency=["c", "f", "r"])
+    metrics = evaluate_lvis(gt, lambda: iter(DETS), str(tmp_path / "out"), ["bbox"], "hotcoco",
+                            save_per_class_results=False)
+    assert metrics["bbox"]["APc"] == pytest.approx(AP_1 * 100, abs=1e-9)
+    assert metrics["bbox"]["APf"] == pytest.approx(AP_2 * 100, abs=1e-9)
+    for backend in ("lvis", "faster_coco_eval"):  # they read "frequency" from the file itself
+        with pytest.raises(ValueError, match=f"'{backend}' backend reads each category's 'frequency'"):
+            evaluate_lvis(gt, lambda: iter(DETS), str(tmp_path / "out"), ["bbox"], backend)
