@@ -3,11 +3,11 @@ import logging
 from typing import List, Optional
 
 from detectron2.engine import HookBase
-from detectron2.engine.hooks import LRScheduler
+from detectron2.engine.hooks import EvalHook, LRScheduler
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrashCheckpointer", "insert_crash_checkpointer"]
+__all__ = ["CrashCheckpointer", "FinishedTrainingEvalHook", "insert_crash_checkpointer"]
 
 
 class CrashCheckpointer(HookBase):
@@ -66,3 +66,30 @@ def insert_crash_checkpointer(hooks: List[Optional[HookBase]], checkpointer) -> 
     (so "its after_step ran" means "the step and the LR step are done"), or first if there is none."""
     position = next((i + 1 for i, h in enumerate(hooks) if isinstance(h, LRScheduler)), 0)
     return hooks[:position] + [CrashCheckpointer(checkpointer)] + hooks[position:]
+
+
+class FinishedTrainingEvalHook(HookBase):
+    """Runs detectron2's ``EvalHook``, except that a run which failed evaluates nothing at its end.
+
+    detectron2's hook evaluates in ``after_train`` whenever ``iter + 1 >= max_iter``, which is
+    also true when the last iteration raised (before its step: the model is not the final one);
+    its metrics would then describe a model that no checkpoint holds. ``TrainerBase.train`` moves
+    ``iter`` past the last iteration only when every iteration finished, so that is the test
+    here. The resumed run (``--resume``) trains what is left and evaluates.
+    """
+
+    def __init__(self, eval_hook: EvalHook):
+        self.eval_hook = eval_hook  # the periodic evaluations are its own
+
+    def before_train(self):
+        self.eval_hook.trainer = self.trainer
+        self.eval_hook.before_train()
+
+    def after_step(self):
+        self.eval_hook.after_step()
+
+    def after_train(self):
+        if self.trainer.iter < self.trainer.max_iter:
+            logger.warning(f"Training stopped at iteration {self.trainer.iter}: no final evaluation")
+            return
+        self.eval_hook.after_train()

@@ -41,7 +41,7 @@ from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config
 from .decoupled import load_stage1_checkpoint, prepare_stage2
 from .distributed import broadcast_buffers_from_main
-from .hooks import insert_crash_checkpointer
+from .hooks import FinishedTrainingEvalHook, insert_crash_checkpointer
 
 __all__ = ["REQUIRED_KEYS", "check_lazy_config", "build_lazy_model", "do_test", "do_train"]
 
@@ -163,7 +163,7 @@ def do_train(cfg, resume: bool = False) -> None:
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-        hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+        FinishedTrainingEvalHook(hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model))),
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period) if main else None,
     ], checkpointer))

@@ -5,6 +5,7 @@ import os
 
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.engine.hooks import EvalHook
 from detectron2.utils import comm
 
 from .. import modeling  # noqa: F401  (registers lt_det's ROI heads for build_model)
@@ -17,7 +18,7 @@ from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .distributed import broadcast_buffers_from_main
-from .hooks import insert_crash_checkpointer
+from .hooks import FinishedTrainingEvalHook, insert_crash_checkpointer
 from .logit_grad_stats import LogitGradStatsHook
 
 
@@ -108,6 +109,8 @@ class Trainer(DefaultTrainer):
         c = self.checkpointer
         self.checkpointer = SafeCheckpointer(c.model, c.save_dir, save_to_disk=c.save_to_disk, **c.checkpointables)
         hooks = insert_crash_checkpointer(super().build_hooks(), self.checkpointer)
+        # detectron2's EvalHook would evaluate after a failed last iteration: ours does not.
+        hooks = [FinishedTrainingEvalHook(h) if isinstance(h, EvalHook) else h for h in hooks]
         if self.cfg.DIAGNOSTICS.LOGIT_GRAD_STATS:
             hooks.insert(-1, LogitGradStatsHook(self.cfg.OUTPUT_DIR))
         return hooks

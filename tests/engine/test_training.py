@@ -211,3 +211,22 @@ def test_unknown_evaluation_backend_fails_before_training(quick_cfg, monkeypatch
                                        r"available: \['faster_coco_eval', 'hotcoco', 'lvis'\]"):
         Trainer(quick_cfg("TEST.LVIS_EVAL.BACKEND", "lvisapi"))
     assert built == []  # refused before anything was built
+
+
+@pytest.mark.parametrize("hook", [_FailAt, _FailAfterStep])
+def test_a_run_that_fails_in_its_last_iteration_writes_no_metrics(quick_cfg, hook):
+    """detectron2's EvalHook would evaluate the unfinished model after a crash in the last
+    iteration; lt_det's evaluates only a finished run: here the resumed one."""
+    cfg = quick_cfg("SOLVER.MAX_ITER", 3, "SOLVER.CHECKPOINT_PERIOD", 100, "TEST.EVAL_PERIOD", 0)
+    metrics = os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json")
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.register_hooks([hook(2)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.train()
+    assert not os.path.exists(metrics)
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    resumed.train()
+    with open(metrics) as f:
+        assert "APr" in json.load(f)["bbox"]
