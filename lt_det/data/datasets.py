@@ -9,6 +9,10 @@ the class statistics (:mod:`lt_det.data.class_stats`) that every long-tail compo
 Each dataset dict follows detectron2's standard format, plus the LVIS image-level labels
 ``neg_category_ids`` and ``not_exhaustive_category_ids`` as *contiguous* class ids (0..K-1);
 detectron2's ``DatasetMapper`` keeps these keys, so they reach the model in ``batched_inputs``.
+
+Each json is validated on load (:mod:`lt_det.data.annotation_checks`: errors for corrupt data,
+documented drops and clipping of boxes outside the image); the dataset dicts and the class
+statistics counted from annotations both see the kept annotations only.
 """
 import contextlib
 import json
@@ -19,6 +23,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
+
+from .annotation_checks import check_category_ids, check_lvis_json
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +42,8 @@ def frequency_group(image_count: int, common_max: int = LVIS_COMMON_MAX_IMAGES) 
 
 # Parsed jsons by (real path, modification time), while a parse_each_json_once() context is open.
 _parsed_jsons: Optional[Dict[Tuple[str, int], dict]] = None
+# check_lvis_json's result for each of those parsed jsons, by id(json): (json, kept annotations).
+_checked_jsons: Optional[Dict[int, Tuple[dict, Dict[int, List[dict]]]]] = None
 
 
 @contextlib.contextmanager
@@ -47,20 +55,23 @@ def parse_each_json_once() -> Iterator[None]:
     class statistics (:func:`ensure_class_stats`), then the data loader the dataset dicts. The
     parsed copies are dropped on exit rather than kept for the process: LVIS v1's training json
     takes GBs once parsed, and data loader workers would inherit it. Nested contexts share the
-    outermost one's copies.
+    outermost one's copies. The validation of each json (:func:`_checked_annotations`) is shared
+    the same way.
     """
-    global _parsed_jsons
+    global _parsed_jsons, _checked_jsons
     if _parsed_jsons is not None:
         yield
         return
-    _parsed_jsons = {}
+    _parsed_jsons, _checked_jsons = {}, {}
     try:
         yield
     finally:
-        _parsed_jsons = None
+        _parsed_jsons, _checked_jsons = None, None
 
 
-def _read_json(json_file: str) -> dict:
+def load_json(json_file: str) -> dict:
+    """The parsed json; within :func:`parse_each_json_once`, one copy shared by every reader (who
+    must not modify it)."""
     if not PathManager.exists(json_file):
         raise FileNotFoundError(f"LVIS-format annotation json not found: {json_file}")
     local_file = PathManager.get_local_path(json_file)
@@ -74,19 +85,38 @@ def _read_json(json_file: str) -> dict:
     return data
 
 
-def class_statistics(lvis_json: dict, source: str = "") -> Tuple[List[dict], int]:
+def _checked_annotations(data: dict, json_file: str) -> Dict[int, List[dict]]:
+    """:func:`~lt_det.data.annotation_checks.check_lvis_json` of a parsed json: {image id: kept
+    annotations}; computed once per parsed json within a :func:`parse_each_json_once` context."""
+    if _checked_jsons is not None and id(data) in _checked_jsons:
+        return _checked_jsons[id(data)][1]
+    kept = check_lvis_json(data, json_file)
+    if _checked_jsons is not None:
+        _checked_jsons[id(data)] = (data, kept)  # the json is held, so its id is not reused
+    return kept
+
+
+def class_statistics(lvis_json: dict, source: str = "",
+                     annotations: Optional[Sequence[dict]] = None) -> Tuple[List[dict], int]:
     """Per-class statistics of an LVIS-format json, sorted by category id.
 
     ``image_count`` / ``instance_count`` / ``frequency`` are taken from the json's categories when
     all three are present (LVIS's own jsons); otherwise they are counted from the annotations
-    (logged), with LVIS's frequency thresholds (rare <= 10 images, common <= 100).
+    (logged), with LVIS's frequency thresholds (rare <= 10 images, common <= 100). An annotation
+    with a category id that is not in ``categories`` is a ``ValueError``.
 
+    Args:
+        lvis_json: the parsed json (``categories``, optionally ``annotations``).
+        source: its path, for messages.
+        annotations: the annotations to count, by default the json's; the loader passes those
+            kept by :mod:`lt_det.data.annotation_checks`, so that the statistics agree with what
+            trains.
     Returns:
         records: K dicts ``{"id", "name", "image_count", "instance_count", "frequency"}``
         num_annotated_images: M, the number of images with at least one annotation.
     """
     cats = sorted(lvis_json["categories"], key=lambda c: c["id"])
-    anns = lvis_json.get("annotations", [])
+    anns = lvis_json.get("annotations", []) if annotations is None else annotations
     num_annotated_images = len({a["image_id"] for a in anns})
     keys = ("image_count", "instance_count", "frequency")
     if all(k in c for c in cats for k in keys):
@@ -98,6 +128,7 @@ def class_statistics(lvis_json: dict, source: str = "") -> Tuple[List[dict], int
         )
         images: Dict[int, set] = {c["id"]: set() for c in cats}
         instances = {c["id"]: 0 for c in cats}
+        check_category_ids(anns, instances.keys(), source or "json")
         for a in anns:
             images[a["category_id"]].add(a["image_id"])
             instances[a["category_id"]] += 1
@@ -124,29 +155,24 @@ def _image_path(image_root: str, img: dict) -> str:
 def load_lvis_format_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[dict]:
     """Loads an LVIS-format json as detectron2 dataset dicts.
 
-    When ``dataset_name`` is given, also writes the dataset's metadata (classes, id mapping and
-    class statistics) to ``MetadataCatalog``.
+    The json is validated and cleaned first (:mod:`lt_det.data.annotation_checks`: its policy says
+    which bad ground truth is an error, which is dropped and which is clipped to the image). When
+    ``dataset_name`` is given, also writes the dataset's metadata (classes, id mapping and class
+    statistics) to ``MetadataCatalog``.
     """
-    data = _read_json(json_file)
+    data = load_json(json_file)
     if not os.path.isdir(image_root):
         raise FileNotFoundError(f"Image root of dataset '{dataset_name}' not found: {image_root}")
+    anns_per_image = _checked_annotations(data, json_file)
     cats = sorted(data["categories"], key=lambda c: c["id"])
     id_map = {c["id"]: i for i, c in enumerate(cats)}
     if dataset_name is not None:
-        _set_metadata(dataset_name, data, json_file)
+        _set_metadata(dataset_name, data, json_file, anns_per_image)
 
-    anns_per_image: Dict[int, List[dict]] = {}
-    for a in data["annotations"]:
-        anns_per_image.setdefault(a["image_id"], []).append(a)
     dataset_dicts = []
     for img in sorted(data["images"], key=lambda x: x["id"]):
-        objs = []
-        for a in anns_per_image.get(img["id"], []):
-            segm = [p for p in a["segmentation"] if len(p) % 2 == 0 and len(p) >= 6]
-            if len(segm) != len(a["segmentation"]) or not segm:
-                raise ValueError(f"{json_file}: annotation {a['id']} has a polygon with < 3 points")
-            objs.append({"bbox": a["bbox"], "bbox_mode": BoxMode.XYWH_ABS,
-                         "category_id": id_map[a["category_id"]], "segmentation": segm})
+        objs = [{"bbox": a["bbox"], "bbox_mode": BoxMode.XYWH_ABS, "category_id": id_map[a["category_id"]],
+                 "segmentation": a["segmentation"]} for a in anns_per_image.get(img["id"], [])]
         dataset_dicts.append({
             "file_name": _image_path(image_root, img),
             "height": img["height"],
@@ -160,8 +186,14 @@ def load_lvis_format_json(json_file: str, image_root: str, dataset_name: Optiona
     return dataset_dicts
 
 
-def _set_metadata(name: str, data: dict, json_file: str) -> None:
-    records, num_annotated = class_statistics(data, source=json_file)
+def _set_metadata(name: str, data: dict, json_file: str,
+                  anns_per_image: Optional[Dict[int, List[dict]]] = None) -> None:
+    """Writes the dataset's classes, id mapping and class statistics (of the annotations kept by
+    the checks, ``anns_per_image`` when the caller has them) to its metadata, where not set yet."""
+    if anns_per_image is None:
+        anns_per_image = _checked_annotations(data, json_file)
+    kept = [a for anns in anns_per_image.values() for a in anns]
+    records, num_annotated = class_statistics(data, source=json_file, annotations=kept)
     cats = sorted(data["categories"], key=lambda c: c["id"])
     meta = MetadataCatalog.get(name)
     # Metadata values are write-once in detectron2: set only what is not there yet (builtin LVIS
@@ -193,7 +225,7 @@ def ensure_class_stats(name: str) -> None:
         raise KeyError(f"Dataset '{name}' is not registered. Registered datasets: {sorted(DatasetCatalog.list())}")
     if not hasattr(meta, "json_file"):
         return  # not LVIS format: get_class_stats will say what is missing
-    _set_metadata(name, _read_json(meta.json_file), meta.json_file)
+    _set_metadata(name, load_json(meta.json_file), meta.json_file)
 
 
 def register_lvis_format(name: str, json_file: str, image_root: str, metadata: Optional[dict] = None) -> None:
