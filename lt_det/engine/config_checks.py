@@ -1,16 +1,22 @@
 """Checks of a config made when the trainer starts, before any training: what would otherwise fail
-only after training (the evaluation backend), and the warning for a loss the model never computes."""
+only after training (the evaluation backend, the test datasets), and the warning for a loss the
+model never computes."""
 import logging
+from typing import Sequence
 
 from torch import nn
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling.roi_heads import CascadeROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
+from ..data.class_stats import get_class_stats
+from ..data.datasets import ensure_class_stats, load_json
 from ..evaluation import get_backend
+from ..evaluation.backends import BACKENDS_READING_FREQUENCY
 from ..modeling import LTFastRCNNOutputLayers
 
-__all__ = ["check_evaluation_config", "warn_if_lt_loss_unused"]
+__all__ = ["check_evaluation_config", "check_test_datasets", "warn_if_lt_loss_unused"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +30,46 @@ def check_evaluation_config(backend: str, key: str = "TEST.LVIS_EVAL.BACKEND") -
         get_backend(backend)
     except KeyError as e:
         raise KeyError(f"{key}: {e.args[0]}") from e
+
+
+def check_test_datasets(test_datasets: Sequence[str], num_classes: int, train_datasets: Sequence[str],
+                        backend: str, num_classes_key: str = "MODEL.ROI_HEADS.NUM_CLASSES") -> None:
+    """Checks, before training, what the evaluation after it needs from each test dataset.
+
+    Each must be registered, in LVIS format (lt_det's evaluator reads its json), with as many
+    categories as the model has classes, and with a frequency group (r/c/f) per category: from its
+    json, or else from the training statistics (then only a backend that does not read them from
+    the file can evaluate it).
+
+    Raises:
+        KeyError / ValueError naming the dataset, its json and what is wrong.
+    """
+    for name in test_datasets:
+        if name not in DatasetCatalog.list():
+            raise KeyError(f"Test dataset '{name}' is not registered. Registered datasets: {sorted(DatasetCatalog.list())}")
+        ensure_class_stats(name)
+        meta = MetadataCatalog.get(name)
+        if not hasattr(meta, "json_file"):
+            raise ValueError(f"Test dataset '{name}' has no LVIS-format json (metadata 'json_file'), which lt_det's "
+                             "LVIS evaluator reads; register it with lt_det.data.register_lvis_format")
+        count = len(meta.thing_classes)
+        if count != num_classes:
+            raise ValueError(f"Test dataset '{name}' ({meta.json_file}) has {count} categories; the model has "
+                             f"{num_classes} classes ({num_classes_key})")
+        categories = load_json(meta.json_file)["categories"]
+        if all("frequency" in c for c in categories):
+            continue
+        try:
+            train_groups = get_class_stats(list(train_datasets)).num_classes == count if train_datasets else False
+        except KeyError:
+            train_groups = False
+        if not train_groups:
+            raise KeyError(f"Test dataset '{name}' ({meta.json_file}) has categories without 'frequency' (r/c/f), "
+                           "which APr / APc / APf need, and no training dataset with statistics of the same classes "
+                           "gives them")
+        if backend in BACKENDS_READING_FREQUENCY:
+            raise ValueError(f"Test dataset '{name}' ({meta.json_file}) has categories without 'frequency': the "
+                             f"'{backend}' evaluation backend reads it from the file; use another backend")
 
 
 def warn_if_lt_loss_unused(cfg, model: nn.Module) -> None:

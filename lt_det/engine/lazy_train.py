@@ -36,9 +36,10 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..data.datasets import ensure_class_stats, parse_each_json_once
+from ..evaluation.backends import DEFAULT_BACKEND
 from ..modeling.fast_rcnn import LTFastRCNNOutputLayers
 from .checkpoint import SafeCheckpointer
-from .config_checks import check_evaluation_config
+from .config_checks import check_evaluation_config, check_test_datasets
 from .decoupled import load_stage1_checkpoint, prepare_stage2
 from .distributed import broadcast_buffers_from_main
 from .hooks import FinishedTrainingEvalHook, insert_crash_checkpointer
@@ -145,10 +146,22 @@ def do_test(cfg, model) -> dict:
     return results
 
 
+def _check_evaluated_dataset(cfg) -> None:
+    """:func:`check_test_datasets` on lt_det's evaluator's dataset, before training."""
+    evaluator = cfg.dataloader.evaluator
+    if _target_name(evaluator) != "lvis_evaluator":
+        return  # another evaluator: its own checks
+    train = evaluator.get("train_datasets", ())
+    check_test_datasets([evaluator.dataset_name], _get(cfg, "model.roi_heads.num_classes"),
+                        [train] if isinstance(train, str) else list(train), evaluator.get("backend", DEFAULT_BACKEND),
+                        num_classes_key="model.roi_heads.num_classes")
+
+
 def do_train(cfg, resume: bool = False) -> None:
     """Trains ``cfg.model`` for ``cfg.train.max_iter`` iterations (resuming from
     ``train.output_dir``'s last checkpoint with ``resume``), then evaluates it."""
     with parse_each_json_once():  # the model's loss and the loader read the same training json
+        _check_evaluated_dataset(cfg)
         model = build_lazy_model(cfg)
         train_loader = instantiate(cfg.dataloader.train)
     logger.info(f"Model:\n{model}")

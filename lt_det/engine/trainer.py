@@ -15,7 +15,7 @@ from ..data.build import build_lt_train_loader
 from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..data.image_labels import ImageLabelDatasetMapper
 from .checkpoint import SafeCheckpointer
-from .config_checks import check_evaluation_config, warn_if_lt_loss_unused
+from .config_checks import check_evaluation_config, check_test_datasets, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .distributed import broadcast_buffers_from_main
 from .hooks import FinishedTrainingEvalHook, insert_crash_checkpointer
@@ -31,6 +31,9 @@ class Trainer(DefaultTrainer):
         # The model (class statistics for its loss) and the data loader (dataset dicts) both read
         # the training json: parse it once.
         with parse_each_json_once():
+            # what the evaluation after training needs, checked before it
+            check_test_datasets(cfg.DATASETS.TEST, cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.DATASETS.TRAIN,
+                                cfg.TEST.LVIS_EVAL.BACKEND)
             super().__init__(cfg)
 
     @classmethod
