@@ -6,7 +6,8 @@ of its default:
 
 * ``MODEL.LT_LOSS`` (+ detectron2 main's ``MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE`` / ``USE_FED_LOSS`` /
   ``FED_LOSS_*`` where this detectron2 lacks them): :mod:`lt_det.losses.config`
-* ``DATALOADER.REPEAT_SQRT`` (detectron2 main's key): :mod:`lt_det.data.sampling_config`
+* ``DATALOADER.REPEAT_SQRT`` (detectron2 main's key), ``DATALOADER.EXACT_RESUME``:
+  :mod:`lt_det.data.sampling_config`
 * ``DECOUPLED``: :mod:`lt_det.engine.decoupled_config`
 * ``DIAGNOSTICS``: :mod:`lt_det.engine.diagnostics_config`
 * ``TEST.LVIS_EVAL``: :mod:`lt_det.evaluation.config`

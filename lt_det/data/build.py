@@ -13,9 +13,11 @@ processes, as detectron2's samplers are.
 import logging
 from typing import Callable, Optional, Sequence
 
-from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
-from detectron2.data.samplers import RepeatFactorTrainingSampler
+from detectron2.data import DatasetMapper, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
+from detectron2.utils import comm
 
+from .resumable import ResumableTrainLoader
 from .samplers import ClassAwareSampler, image_repeat_factors
 
 logger = logging.getLogger(__name__)
@@ -98,5 +100,30 @@ def build_lt_train_loader(cfg, mapper: Optional[Callable] = None):
         min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
+    if cfg.DATALOADER.EXACT_RESUME:
+        return _resumable_loader(cfg, dataset, mapper or DatasetMapper(cfg, is_train=True))
     sampler = build_lt_train_sampler(cfg, dataset)
     return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=sampler)
+
+
+def _resumable_loader(cfg, dataset: Sequence[dict], mapper: Callable) -> ResumableTrainLoader:
+    """``DATALOADER.EXACT_RESUME``: the same samplers, batch size, grouping and workers, in lt_det's
+    resumable stream (:mod:`lt_det.data.resumable`)."""
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    if name not in LT_SAMPLERS + ("TrainingSampler",):
+        raise ValueError(f"DATALOADER.EXACT_RESUME supports the samplers {LT_SAMPLERS + ('TrainingSampler',)}, "
+                         f"not {name!r}")
+    world_size = comm.get_world_size()
+    if cfg.SOLVER.IMS_PER_BATCH % world_size:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH ({cfg.SOLVER.IMS_PER_BATCH}) must be divisible by the number of "
+                         f"processes ({world_size})")
+
+    def sampler(seed: int):
+        built = lt_train_sampler(name, dataset, repeat_threshold=cfg.DATALOADER.REPEAT_THRESHOLD,
+                                 repeat_sqrt=cfg.DATALOADER.REPEAT_SQRT, seed=seed)
+        return built if built is not None else TrainingSampler(len(dataset), seed=seed)
+
+    return ResumableTrainLoader(dataset, mapper, sampler, seed=cfg.SEED if cfg.SEED >= 0 else None,
+                                batch_size=cfg.SOLVER.IMS_PER_BATCH // world_size,
+                                aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+                                num_workers=cfg.DATALOADER.NUM_WORKERS)

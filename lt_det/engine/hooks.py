@@ -1,13 +1,19 @@
 """Training hooks lt_det adds to detectron2's defaults."""
 import logging
-from typing import List, Optional
+import os
+from typing import Dict, List, Optional
+
+import torch
 
 from detectron2.engine import HookBase
 from detectron2.engine.hooks import EvalHook, LRScheduler
+from detectron2.utils import comm
+
+from ..data.resumable import ResumableTrainLoader, StreamState, item_seed, seed_all
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrashCheckpointer", "FinishedTrainingEvalHook", "insert_crash_checkpointer"]
+__all__ = ["CrashCheckpointer", "ExactResumeHook", "FinishedTrainingEvalHook", "insert_crash_checkpointer"]
 
 
 class CrashCheckpointer(HookBase):
@@ -61,11 +67,15 @@ class CrashCheckpointer(HookBase):
         self.checkpointer.save(name, iteration=trainer.iter)
 
 
-def insert_crash_checkpointer(hooks: List[Optional[HookBase]], checkpointer) -> List[Optional[HookBase]]:
+def insert_crash_checkpointer(hooks: List[Optional[HookBase]], checkpointer,
+                              exact_resume: Optional["ExactResumeHook"] = None) -> List[Optional[HookBase]]:
     """``hooks`` with a :class:`CrashCheckpointer` right after detectron2's ``LRScheduler`` hook
-    (so "its after_step ran" means "the step and the LR step are done"), or first if there is none."""
+    (so "its after_step ran" means "the step and the LR step are done"), or first if there is none;
+    with ``exact_resume`` just before it (its state after an iteration is then saved with exactly
+    the iterations the crash checkpointer counts as done)."""
     position = next((i + 1 for i, h in enumerate(hooks) if isinstance(h, LRScheduler)), 0)
-    return hooks[:position] + [CrashCheckpointer(checkpointer)] + hooks[position:]
+    added = ([exact_resume] if exact_resume is not None else []) + [CrashCheckpointer(checkpointer)]
+    return hooks[:position] + added + hooks[position:]
 
 
 class FinishedTrainingEvalHook(HookBase):
@@ -93,3 +103,71 @@ class FinishedTrainingEvalHook(HookBase):
             logger.warning(f"Training stopped at iteration {self.trainer.iter}: no final evaluation")
             return
         self.eval_hook.after_train()
+
+
+class ExactResumeHook(HookBase):
+    """Seeds each iteration and keeps the data stream's state in the checkpoints.
+
+    Before iteration i: torch, numpy and Python random seeded from (seed, rank, i). After it: the
+    state of the stream is what a checkpoint of iteration i records. With several processes, the
+    states of all of them are gathered at the iterations where ``PeriodicCheckpointer`` saves
+    (``(i + 1) % checkpoint_period == 0`` and the last); a crash checkpoint (no collective can run
+    then) holds the main process's, and each other process writes its own next to it
+    (``stream_state_rank{r}.pth``).
+
+    Register it before the checkpointing hooks, with :func:`insert_crash_checkpointer`.
+    """
+
+    def __init__(self, loader: ResumableTrainLoader, checkpoint_period: int, output_dir: str):
+        self.loader = loader
+        self._period = checkpoint_period
+        self._output_dir = output_dir
+        self._snapshot: Optional[dict] = None  # the state after the last finished iteration
+        self._all_ranks: Optional[List[dict]] = None  # gathered at the last checkpoint iteration
+
+    def before_step(self):
+        seed_all(item_seed(self.loader.seed, comm.get_rank(), self.trainer.iter, 1))  # 4 numbers: not an item's
+
+    def after_step(self):
+        self._snapshot = {"iteration": self.trainer.iter, "state": self.loader.state.to_dict()}
+        next_iter = self.trainer.iter + 1
+        if comm.get_world_size() > 1 and (next_iter % self._period == 0 or next_iter == self.trainer.max_iter):
+            self._all_ranks = comm.all_gather(self._snapshot)
+
+    def after_train(self):
+        failed = self.trainer.iter < self.trainer.max_iter
+        if failed and comm.get_world_size() > 1 and not comm.is_main_process() and self._snapshot is not None:
+            path = os.path.join(self._output_dir, f"stream_state_rank{comm.get_rank()}.pth")
+            torch.save(self._snapshot, path + ".tmp")
+            os.replace(path + ".tmp", path)
+
+    def state_dict(self) -> dict:
+        if self._snapshot is None:
+            return {}
+        ranks = self._all_ranks
+        if ranks is None or ranks[0]["iteration"] != self._snapshot["iteration"]:
+            ranks = [self._snapshot] + [None] * (comm.get_world_size() - 1)  # the others' are in files
+        return {"seed": self.loader.seed, "world_size": comm.get_world_size(), "ranks": ranks}
+
+    def load_state_dict(self, state: Dict) -> None:
+        if not state:
+            return
+        rank, world = comm.get_rank(), comm.get_world_size()
+        if state["world_size"] != world:
+            logger.warning(f"The checkpoint's data stream is of {state['world_size']} processes, this run has "
+                           f"{world}: the stream restarts (resume is not exact)")
+            return
+        iteration = state["ranks"][0]["iteration"]
+        mine = state["ranks"][rank]
+        if mine is None:
+            path = os.path.join(self._output_dir, f"stream_state_rank{rank}.pth")
+            mine = torch.load(path, weights_only=False) if os.path.exists(path) else None
+            if mine is None or mine["iteration"] != iteration:
+                logger.warning(f"No data stream state of process {rank} at iteration {iteration}: its stream "
+                               "restarts (resume is not exact)")
+                return
+        self.loader.seed = state["seed"]
+        self.loader.state = StreamState.from_dict(mine["state"])
+        self._snapshot = mine
+        logger.info(f"Data stream resumed at position {self.loader.state.next_position} "
+                    f"({len(self.loader.state.consumed_after)} later positions already consumed)")

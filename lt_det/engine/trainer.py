@@ -14,11 +14,12 @@ from ..data import LTDatasetMapper
 from ..data.build import build_lt_train_loader
 from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..data.image_labels import ImageLabelDatasetMapper
+from ..data.resumable import ResumableTrainLoader
 from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config, check_test_datasets, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .distributed import broadcast_buffers_from_main
-from .hooks import FinishedTrainingEvalHook, insert_crash_checkpointer
+from .hooks import ExactResumeHook, FinishedTrainingEvalHook, insert_crash_checkpointer
 from .logit_grad_stats import LogitGradStatsHook
 
 
@@ -111,7 +112,10 @@ class Trainer(DefaultTrainer):
         # a corrupt newest checkpoint) instead.
         c = self.checkpointer
         self.checkpointer = SafeCheckpointer(c.model, c.save_dir, save_to_disk=c.save_to_disk, **c.checkpointables)
-        hooks = insert_crash_checkpointer(super().build_hooks(), self.checkpointer)
+        loader = self._trainer.data_loader
+        exact = (ExactResumeHook(loader, self.cfg.SOLVER.CHECKPOINT_PERIOD, self.cfg.OUTPUT_DIR)
+                 if isinstance(loader, ResumableTrainLoader) else None)
+        hooks = insert_crash_checkpointer(super().build_hooks(), self.checkpointer, exact)
         # detectron2's EvalHook would evaluate after a failed last iteration: ours does not.
         hooks = [FinishedTrainingEvalHook(h) if isinstance(h, EvalHook) else h for h in hooks]
         if self.cfg.DIAGNOSTICS.LOGIT_GRAD_STATS:
