@@ -26,7 +26,7 @@ from detectron2.data.samplers import TrainingSampler
 from detectron2.solver.build import maybe_add_gradient_clipping
 
 from .config import add_lt_det_config
-from .data.build import lt_train_sampler
+from .data.build import lt_train_sampler, resumable_train_loader
 from .data.class_stats import get_class_stats
 from .data.datasets import ensure_class_stats
 from .evaluation.backends import DEFAULT_BACKEND
@@ -111,6 +111,7 @@ def lt_train_loader(
     seed: Optional[int] = None,
     aspect_ratio_grouping: bool = True,
     num_workers: int = 0,
+    exact_resume: bool = False,
 ):
     """detectron2's ``build_detection_train_loader`` with the sampler chosen by name, built on the
     same dataset list the loader indexes (``DATALOADER.SAMPLER_TRAIN`` and its keys in YACS).
@@ -120,12 +121,18 @@ def lt_train_loader(
         sampler: "TrainingSampler", "RepeatFactorTrainingSampler" (RFS with ``repeat_threshold``
             t and ``repeat_sqrt``) or "ClassAwareSampler".
         seed: the sampler's seed; None or < 0 = a seed shared by all processes.
+        exact_resume: lt_det's resumable stream instead (``DATALOADER.EXACT_RESUME`` in YACS):
+            a resumed run continues with the batches of an uninterrupted one.
     """
+    if seed is not None and seed < 0:
+        seed = None
+    if exact_resume:
+        return resumable_train_loader(sampler, dataset, mapper, total_batch_size, repeat_threshold=repeat_threshold,
+                                      repeat_sqrt=repeat_sqrt, seed=seed, aspect_ratio_grouping=aspect_ratio_grouping,
+                                      num_workers=num_workers)
     if sampler == "RandomSubsetTrainingSampler":
         raise ValueError("lt_train_loader: build RandomSubsetTrainingSampler with LazyCall and pass it to "
                          "detectron2's build_detection_train_loader(sampler=...)")
-    if seed is not None and seed < 0:
-        seed = None
     built = lt_train_sampler(sampler, dataset, repeat_threshold=repeat_threshold, repeat_sqrt=repeat_sqrt, seed=seed)
     if built is None:
         built = TrainingSampler(len(dataset), seed=seed)

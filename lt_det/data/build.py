@@ -22,7 +22,8 @@ from .samplers import ClassAwareSampler, image_repeat_factors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_lt_train_loader", "build_lt_train_sampler", "lt_train_sampler", "LT_SAMPLERS", "DETECTRON2_SAMPLERS"]
+__all__ = ["build_lt_train_loader", "build_lt_train_sampler", "lt_train_sampler", "resumable_train_loader", "LT_SAMPLERS",
+           "DETECTRON2_SAMPLERS"]
 
 LT_SAMPLERS = ("RepeatFactorTrainingSampler", "ClassAwareSampler")
 DETECTRON2_SAMPLERS = ("TrainingSampler", "RandomSubsetTrainingSampler")
@@ -101,29 +102,45 @@ def build_lt_train_loader(cfg, mapper: Optional[Callable] = None):
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
     if cfg.DATALOADER.EXACT_RESUME:
-        return _resumable_loader(cfg, dataset, mapper or DatasetMapper(cfg, is_train=True))
+        return resumable_train_loader(
+            cfg.DATALOADER.SAMPLER_TRAIN, dataset, mapper or DatasetMapper(cfg, is_train=True), cfg.SOLVER.IMS_PER_BATCH,
+            repeat_threshold=cfg.DATALOADER.REPEAT_THRESHOLD, repeat_sqrt=cfg.DATALOADER.REPEAT_SQRT,
+            seed=cfg.SEED if cfg.SEED >= 0 else None, aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            num_workers=cfg.DATALOADER.NUM_WORKERS)
     sampler = build_lt_train_sampler(cfg, dataset)
     return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset, sampler=sampler)
 
 
-def _resumable_loader(cfg, dataset: Sequence[dict], mapper: Callable) -> ResumableTrainLoader:
-    """``DATALOADER.EXACT_RESUME``: the same samplers, batch size, grouping and workers, in lt_det's
-    resumable stream (:mod:`lt_det.data.resumable`)."""
-    name = cfg.DATALOADER.SAMPLER_TRAIN
-    if name not in LT_SAMPLERS + ("TrainingSampler",):
-        raise ValueError(f"DATALOADER.EXACT_RESUME supports the samplers {LT_SAMPLERS + ('TrainingSampler',)}, "
-                         f"not {name!r}")
+def resumable_train_loader(
+    sampler: str,
+    dataset: Sequence[dict],
+    mapper: Callable,
+    total_batch_size: int,
+    *,
+    repeat_threshold: float = 0.001,
+    repeat_sqrt: bool = True,
+    seed: Optional[int] = None,
+    aspect_ratio_grouping: bool = True,
+    num_workers: int = 0,
+) -> ResumableTrainLoader:
+    """``DATALOADER.EXACT_RESUME``: the sampler ``sampler`` (see :func:`lt_train_sampler`), batch
+    size, grouping and workers in lt_det's resumable stream (:mod:`lt_det.data.resumable`).
+
+    Raises:
+        ValueError: for a sampler it does not support, or a batch size the processes cannot share.
+    """
+    supported = LT_SAMPLERS + ("TrainingSampler",)
+    if sampler not in supported:
+        raise ValueError(f"Exact resume (DATALOADER.EXACT_RESUME) supports the samplers {supported}, not {sampler!r}")
     world_size = comm.get_world_size()
-    if cfg.SOLVER.IMS_PER_BATCH % world_size:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH ({cfg.SOLVER.IMS_PER_BATCH}) must be divisible by the number of "
-                         f"processes ({world_size})")
+    if total_batch_size % world_size:
+        raise ValueError(f"The total batch size {total_batch_size} (SOLVER.IMS_PER_BATCH) must be divisible by "
+                         f"the number of processes ({world_size})")
 
-    def sampler(seed: int):
-        built = lt_train_sampler(name, dataset, repeat_threshold=cfg.DATALOADER.REPEAT_THRESHOLD,
-                                 repeat_sqrt=cfg.DATALOADER.REPEAT_SQRT, seed=seed)
-        return built if built is not None else TrainingSampler(len(dataset), seed=seed)
+    def build(stream_seed: int):
+        built = lt_train_sampler(sampler, dataset, repeat_threshold=repeat_threshold, repeat_sqrt=repeat_sqrt,
+                                 seed=stream_seed)
+        return built if built is not None else TrainingSampler(len(dataset), seed=stream_seed)
 
-    return ResumableTrainLoader(dataset, mapper, sampler, seed=cfg.SEED if cfg.SEED >= 0 else None,
-                                batch_size=cfg.SOLVER.IMS_PER_BATCH // world_size,
-                                aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-                                num_workers=cfg.DATALOADER.NUM_WORKERS)
+    return ResumableTrainLoader(list(dataset), mapper, build, seed=seed, batch_size=total_batch_size // world_size,
+                                aspect_ratio_grouping=aspect_ratio_grouping, num_workers=num_workers)

@@ -36,13 +36,14 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..data.datasets import ensure_class_stats, parse_each_json_once
+from ..data.resumable import ResumableTrainLoader
 from ..evaluation.backends import DEFAULT_BACKEND
 from ..modeling.fast_rcnn import LTFastRCNNOutputLayers
 from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config, check_test_datasets
 from .decoupled import load_stage1_checkpoint, prepare_stage2
 from .distributed import broadcast_buffers_from_main
-from .hooks import FinishedTrainingEvalHook, insert_crash_checkpointer
+from .hooks import ExactResumeHook, FinishedTrainingEvalHook, insert_crash_checkpointer
 
 __all__ = ["REQUIRED_KEYS", "check_lazy_config", "build_lazy_model", "do_test", "do_train"]
 
@@ -172,6 +173,8 @@ def do_train(cfg, resume: bool = False) -> None:
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optimizer)
     checkpointer = SafeCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     main = comm.is_main_process()
+    exact = (ExactResumeHook(train_loader, cfg.train.checkpointer.period, cfg.train.output_dir)
+             if isinstance(train_loader, ResumableTrainLoader) else None)
     trainer.register_hooks(insert_crash_checkpointer([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
@@ -179,7 +182,7 @@ def do_train(cfg, resume: bool = False) -> None:
         FinishedTrainingEvalHook(hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model))),
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period) if main else None,
-    ], checkpointer))
+    ], checkpointer, exact))
     d = _decoupled(cfg)
     if d is not None and not (resume and checkpointer.has_checkpoint()):
         # stage 2 starts from the stage-1 model at iteration 0 (unless resuming its own run)

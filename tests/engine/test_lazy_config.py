@@ -308,3 +308,16 @@ def test_unknown_evaluation_backend_is_refused_before_training():
     cfg = load(DEMO, "dataloader.evaluator.backend=lvisapi")
     with pytest.raises(KeyError, match="dataloader.evaluator.backend: Unknown LVIS evaluation backend 'lvisapi'"):
         check_lazy_config(cfg)
+
+
+def test_lazy_exact_resume_from_a_periodic_checkpoint_ends_with_the_uninterrupted_weights(tiny_dataset_root,
+                                                                                          tmp_path):
+    opts = [*QUICK, "train.max_iter=4", "train.checkpointer.period=2", "train.seed=3", "train.eval_period=0",
+            "dataloader.train.exact_resume=True", "dataloader.train.total_batch_size=3"]
+    run = tmp_path / "uninterrupted"
+    do_train(load(DEMO, *opts, f"train.output_dir={run}"))
+    final = torch.load(run / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    (run / "last_checkpoint").write_text("model_0000001.pth")  # what a kill after iteration 1 leaves
+    do_train(load(DEMO, *opts, f"train.output_dir={run}"), resume=True)
+    resumed = torch.load(run / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert all(torch.equal(resumed[k], v) for k, v in final.items())

@@ -33,6 +33,9 @@ dataloader = dict(
         repeat_sqrt=True,  # r_c = max(1, sqrt(t / f_c)) (LVIS paper); False: max(1, t / f_c)
         seed="${train.seed}",  # < 0: a seed shared by all processes
         num_workers=4,
+        # True: --resume continues with the batches of an uninterrupted run (lt_det.data.resumable;
+        # YACS: DATALOADER.EXACT_RESUME); False: detectron2's loader, which restarts its stream
+        exact_resume=False,
     ),
     test=L(build_detection_test_loader)(
         dataset=L(get_detection_dataset_dicts)(names="lvis_v1_val", filter_empty=False),
