@@ -29,14 +29,14 @@ import torch
 
 from tiny_dataset import QUICK_CONFIG, REPO, TINY_NUM_CLASSES
 
-MAX_ITER = 12
+MAX_ITER = 8
 
 
 def _command(out_dir, *extra):
     return [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", QUICK_CONFIG, *extra,
             "MODEL.ROI_HEADS.NUM_CLASSES", str(TINY_NUM_CLASSES), "DATALOADER.EXACT_RESUME", "True",
             "DATALOADER.SAMPLER_TRAIN", "RepeatFactorTrainingSampler", "SEED", "3", "SOLVER.MAX_ITER",
-            str(MAX_ITER), "SOLVER.IMS_PER_BATCH", "3", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()",
+            str(MAX_ITER), "SOLVER.IMS_PER_BATCH", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()",
             "OUTPUT_DIR", str(out_dir)]
 
 
@@ -63,5 +63,31 @@ def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tiny_dataset_roo
 
     expected, resumed = _final_weights(tmp_path / "uninterrupted"), _final_weights(killed)
     assert expected.keys() == resumed.keys()
+    for name, value in expected.items():
+        assert torch.equal(resumed[name], value), name
+
+
+def test_kill_9_of_a_two_process_run_then_resume_ends_with_the_uninterrupted_weights(tiny_dataset_root, tmp_path):
+    """Pre-emption of the whole job (SIGKILL to the launcher and its 2 gloo processes), then
+    ``--resume`` with 2 processes: each process's stream state comes from the periodic checkpoint."""
+    two = ("--num-gpus", "2", "--dist-url", "auto")
+    subprocess.run(_command(tmp_path / "uninterrupted", *two), cwd=REPO, check=True, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_command(killed, *two), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (killed / "model_0000003.pth").exists():
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (killed / "model_final.pth").exists()
+    subprocess.run(_command(killed, "--resume", *two), cwd=REPO, check=True, capture_output=True, timeout=600)
+
+    expected, resumed = _final_weights(tmp_path / "uninterrupted"), _final_weights(killed)
     for name, value in expected.items():
         assert torch.equal(resumed[name], value), name
