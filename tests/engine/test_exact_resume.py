@@ -111,8 +111,8 @@ def _two_process_worker(opts, resume, losses_file, fail_at=None):
 
 
 def test_two_process_resume_equals_the_uninterrupted_run(tiny_dataset_root, tmp_path):
-    """Each process's stream state is gathered into the periodic checkpoints; after a crash (both
-    processes raise in iteration 3) each process's own is in its file next to the crash checkpoint."""
+    """After a crash (both processes raise in iteration 3) each process's stream state is in its
+    file next to the crash checkpoint."""
     from lt_det.engine.launch import launch
 
     def opts(name):
@@ -127,9 +127,7 @@ def test_two_process_resume_equals_the_uninterrupted_run(tiny_dataset_root, tmp_
 
     uninterrupted = run("ddp", resume=False)
     assert len(uninterrupted) == MAX_ITER
-    (tmp_path / "ddp" / "last_checkpoint").write_text("model_0000003.pth")
-    assert run("ddp", resume=True) == {i: uninterrupted[i] for i in (4, 5)}
-
+    # (resuming from its periodic checkpoints: tests/reliability, after a SIGKILL of the whole run)
     with pytest.raises(Exception, match="simulated crash"):
         run("crash", resume=False, fail_at=3)
     assert (tmp_path / "crash" / "stream_state_rank1.pth").exists()
