@@ -76,8 +76,13 @@ def evaluate_lvis(
     fixed_ap_dets_per_class: Optional[int] = None,
     train_image_count: Optional[Sequence[int]] = None,
     save_per_class_results: bool = True,
+    decode_rle: bool = True,
 ) -> Dict[str, Dict[str, float]]:
     """Evaluates the records; returns detectron2-style metrics in percent.
+
+    Every record is validated first (:mod:`lt_det.evaluation.results_checks`); ``decode_rle=False``
+    skips only the decoding of the masks' runs, for masks pycocotools' encoder wrote in this process
+    (the evaluator's own), which are well-formed by construction.
 
     Returns ``{task: {"AP", "AP50", ..., "APf"}}`` for the standard protocol (300 per image) and,
     with ``fixed_ap_dets_per_class``, also ``{task + "_fixed_ap": ...}`` (no per-image cap, that
@@ -105,7 +110,8 @@ def evaluate_lvis(
     results: Dict[str, Dict[str, float]] = {}
     for suffix, run_dir, max_dets, top_k in runs:
         os.makedirs(run_dir, exist_ok=True)
-        counts = write_task_files(open_records, run_dir, gt.image_sizes, cat_ids, top_k_per_category=top_k)
+        counts = write_task_files(open_records, run_dir, gt.image_sizes, cat_ids, top_k_per_category=top_k,
+                                  decode_rle=decode_rle)
         ap_by_task = {}
         for task in tasks:
             if counts.get(task, 0) == 0:

@@ -118,6 +118,7 @@ class LVISEvaluator(DatasetEvaluator):
                 fixed_ap_dets_per_class=self._fixed_ap_dets_per_class,
                 train_image_count=self._train_image_count,
                 save_per_class_results=self._save_per_class,
+                decode_rle=False,  # every mask was encoded by pycocotools in process()
             )
         except Exception:
             path = os.path.join(self._output_dir, DETECTIONS_FILE)

@@ -11,7 +11,8 @@ once, so that the verdict is the same whichever backend follows. A record is val
 * ``bbox`` (when present) is 4 finite numbers ``[x, y, w, h]`` with ``w >= 0`` and ``h >= 0``;
 * ``segmentation`` (when present) is a compressed RLE ``{"size": [h, w], "counts": str}`` whose
   size is its image's and whose run lengths are all >= 0 and add up to ``h * w``, with every
-  character in COCO's RLE alphabet and the last run complete.
+  character in COCO's RLE alphabet and the last run complete. (The evaluator skips only the
+  decoding of the runs: its masks are pycocotools' own encodings, made as it received them.)
 
 Problems are collected over the whole stream and reported together: the number of bad records per
 reason and the first few records, by position in the stream and ids.
@@ -115,10 +116,15 @@ class ResultsValidator:
     Args:
         image_sizes: {image id: (height, width)} of the annotation file.
         category_ids: the annotation file's category ids.
+        decode_rle: decode each mask's runs (~30 us for a 200-pixel-wide mask of an 800 x 1000
+            image). False checks everything else (the RLE's form and size included): for masks
+            that pycocotools' encoder wrote in this process, well-formed by construction.
     """
 
-    def __init__(self, image_sizes: Mapping[int, Tuple[int, int]], category_ids: Sequence[int]):
+    def __init__(self, image_sizes: Mapping[int, Tuple[int, int]], category_ids: Sequence[int],
+                 decode_rle: bool = True):
         self._image_sizes = image_sizes
+        self._decode_rle = decode_rle
         self._category_ids = set(category_ids)
         self._unknown_images: set = set()
         self._unknown_categories: set = set()
@@ -169,6 +175,8 @@ class ResultsValidator:
         if image_size is not None and tuple(size) != tuple(image_size):
             self._bad(index, record, "segmentation",
                       f"segmentation size {list(size)} is not its image's [height, width] {list(image_size)}")
+            return
+        if not self._decode_rle:
             return
         counts = segm["counts"]
         # utf-8: any non-ASCII character becomes bytes outside the RLE alphabet, so it is caught

@@ -72,6 +72,7 @@ def write_task_files(
     image_sizes: Mapping[int, Tuple[int, int]],
     category_ids: Iterable[int],
     top_k_per_category: Optional[int] = None,
+    decode_rle: bool = True,
 ) -> Dict[str, int]:
     """Streams the records into ``out_dir/lvis_results_{task}.json``, one file per task present.
 
@@ -84,6 +85,7 @@ def write_task_files(
         image_sizes: {image id: (height, width)} of the annotation file.
         category_ids: the annotation file's category ids.
         top_k_per_category: Fixed AP: keep only each category's top k over all images.
+        decode_rle: also decode every mask's runs (see :class:`ResultsValidator`).
 
     Returns:
         {task: number of detections written}; a task with 0 detections has no file.
@@ -91,7 +93,7 @@ def write_task_files(
     Raises:
         ValueError: naming unknown image or category ids and the first invalid records.
     """
-    validator = ResultsValidator(image_sizes, list(category_ids))
+    validator = ResultsValidator(image_sizes, list(category_ids), decode_rle=decode_rle)
     keep = None
     if top_k_per_category is not None:
         cats, scores = array("q"), array("d")

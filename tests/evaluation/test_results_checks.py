@@ -129,3 +129,16 @@ def test_no_backend_runs_on_bad_records(tmp_path, monkeypatch, backend, fixed_ap
     with pytest.raises(ValueError, match="record 1 .*not a valid compressed RLE"):
         evaluate_lvis(gt, lambda: iter(records), str(tmp_path / "out"), ["bbox", "segm"], backend,
                       fixed_ap_dets_per_class=fixed_ap, save_per_class_results=False)
+
+
+def test_without_run_decoding_everything_else_is_still_checked(tmp_path):
+    """The evaluator's own masks (pycocotools' encodings) skip only the run decoding."""
+    gt = _gt(tmp_path)
+    unchecked_runs = [_record(segmentation={"size": [4, 4], "counts": "04L0"})]
+    assert write_task_files(lambda: iter(unchecked_runs), str(tmp_path), gt.image_sizes, [1, 2],
+                            decode_rle=False) == {"bbox": 1, "segm": 1}
+    for record, message in BAD_RECORDS:
+        if "not a valid compressed RLE" in message or "cover" in message:
+            continue  # what only decoding the runs finds
+        with pytest.raises(ValueError, match="record 0"):
+            write_task_files(lambda: iter([record]), str(tmp_path), gt.image_sizes, [1, 2], decode_rle=False)
