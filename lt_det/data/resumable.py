@@ -150,9 +150,6 @@ class ResumableTrainLoader:
         self._batch_size, self._grouping, self._num_workers = batch_size, aspect_ratio_grouping, num_workers
         self.state = StreamState()
 
-    def __len__(self):  # detectron2's loaders have no length either; defined for clarity
-        raise TypeError("the training stream is infinite")
-
     def __iter__(self) -> Iterator[List[dict]]:
         # A generator: nothing is built until the first batch is asked for (detectron2 0.6's
         # SimpleTrainer calls iter() when built, before the checkpoint restores the state).

@@ -10,6 +10,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from lt_det.engine import Trainer
+from fault_hooks import FailAt
 from tiny_dataset import QUICK_CONFIG, TINY_NUM_CLASSES
 
 
@@ -22,22 +23,13 @@ class _RecordLosses(HookBase):
             self.losses[self.trainer.iter] = self.trainer.storage.history("total_loss").latest()
 
 
-class _FailAt(HookBase):
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def before_step(self):
-        if self.trainer.iter == self.iteration:
-            raise RuntimeError("simulated crash")
-
-
 def _run(cfg, *, resume=False, fail_at=None):
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED)  # the model's initial weights, as train_net.py's default_setup seeds them
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
     record = _RecordLosses()
-    trainer.register_hooks([record] + ([_FailAt(fail_at)] if fail_at is not None else []))
+    trainer.register_hooks([record] + ([FailAt(fail_at)] if fail_at is not None else []))
     if fail_at is None:
         trainer.train()
     else:
@@ -102,7 +94,7 @@ def _two_process_worker(opts, resume, losses_file, fail_at=None):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
     record = _RecordLosses()
-    trainer.register_hooks([record] + ([_FailAt(fail_at)] if fail_at is not None else []))
+    trainer.register_hooks([record] + ([FailAt(fail_at)] if fail_at is not None else []))
     try:
         trainer.train()
     finally:

@@ -8,6 +8,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase
 
 from lt_det.engine import Trainer
+from fault_hooks import FailAt
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 
@@ -80,20 +81,11 @@ def test_resume_from_a_checkpoint_without_optimizer_state(quick_cfg, caplog):
     assert "Checkpoint has no optimizer state; the optimizer starts fresh" in caplog.text
 
 
-class _FailAt(HookBase):
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def before_step(self):
-        if self.trainer.iter == self.iteration:
-            raise RuntimeError("simulated crash")
-
-
 def test_crash_leaves_a_checkpoint_that_resumes(quick_cfg):
     cfg = quick_cfg("SOLVER.MAX_ITER", 6, "SOLVER.CHECKPOINT_PERIOD", 100, "DATASETS.TEST", "()")
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
-    trainer.register_hooks([_FailAt(3)])
+    trainer.register_hooks([FailAt(3)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         trainer.train()
     crash = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_crash.pth"), map_location="cpu", weights_only=False)
@@ -213,7 +205,7 @@ def test_unknown_evaluation_backend_fails_before_training(quick_cfg, monkeypatch
     assert built == []  # refused before anything was built
 
 
-@pytest.mark.parametrize("hook", [_FailAt, _FailAfterStep])
+@pytest.mark.parametrize("hook", [FailAt, _FailAfterStep])
 def test_a_run_that_fails_in_its_last_iteration_writes_no_metrics(quick_cfg, hook):
     """detectron2's EvalHook would evaluate the unfinished model after a crash in the last
     iteration; lt_det's evaluates only a finished run: here the resumed one."""

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from tiny_dataset import QUICK_CONFIG, REPO, TINY_NUM_CLASSES
@@ -44,38 +45,17 @@ def _final_weights(out_dir):
     return torch.load(os.path.join(out_dir, "model_final.pth"), map_location="cpu", weights_only=False)["model"]
 
 
-def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tiny_dataset_root, tmp_path):
-    subprocess.run(_command(tmp_path / "uninterrupted"), cwd=REPO, check=True, capture_output=True, timeout=600)
+@pytest.mark.parametrize("processes", [(), ("--num-gpus", "2", "--dist-url", "auto")], ids=["1", "2"])
+def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(tiny_dataset_root, tmp_path, processes):
+    """SIGKILL to the whole job (with 2 processes: the launcher and its gloo processes) after the
+    periodic checkpoint of iteration 3, then ``--resume`` with as many processes: each process's
+    stream state comes from the checkpoint."""
+    subprocess.run(_command(tmp_path / "uninterrupted", *processes), cwd=REPO, check=True, capture_output=True,
+                   timeout=600)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(killed), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (killed / "model_0000003.pth").exists():
-            assert proc.poll() is None, "training ended before it could be killed"
-            assert time.time() < deadline
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert not (killed / "model_final.pth").exists()
-    subprocess.run(_command(killed, "--resume"), cwd=REPO, check=True, capture_output=True, timeout=600)
-
-    expected, resumed = _final_weights(tmp_path / "uninterrupted"), _final_weights(killed)
-    assert expected.keys() == resumed.keys()
-    for name, value in expected.items():
-        assert torch.equal(resumed[name], value), name
-
-
-def test_kill_9_of_a_two_process_run_then_resume_ends_with_the_uninterrupted_weights(tiny_dataset_root, tmp_path):
-    """Pre-emption of the whole job (SIGKILL to the launcher and its 2 gloo processes), then
-    ``--resume`` with 2 processes: each process's stream state comes from the periodic checkpoint."""
-    two = ("--num-gpus", "2", "--dist-url", "auto")
-    subprocess.run(_command(tmp_path / "uninterrupted", *two), cwd=REPO, check=True, capture_output=True, timeout=600)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(killed, *two), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(_command(killed, *processes), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300
         while not (killed / "model_0000003.pth").exists():
@@ -86,8 +66,9 @@ def test_kill_9_of_a_two_process_run_then_resume_ends_with_the_uninterrupted_wei
     finally:
         proc.wait()
     assert not (killed / "model_final.pth").exists()
-    subprocess.run(_command(killed, "--resume", *two), cwd=REPO, check=True, capture_output=True, timeout=600)
+    subprocess.run(_command(killed, "--resume", *processes), cwd=REPO, check=True, capture_output=True, timeout=600)
 
     expected, resumed = _final_weights(tmp_path / "uninterrupted"), _final_weights(killed)
+    assert expected.keys() == resumed.keys()
     for name, value in expected.items():
         assert torch.equal(resumed[name], value), name
