@@ -21,37 +21,42 @@ class CrashCheckpointer(HookBase):
 
     detectron2 only checkpoints every ``SOLVER.CHECKPOINT_PERIOD`` iterations; a crash loses up to
     that much work. ``TrainerBase.train`` runs ``after_train`` in a ``finally`` and increments
-    ``iter`` past the last one only on success, so ``iter < max_iter`` here means a crash. What is
-    saved depends on where iteration ``iter`` failed:
+    ``iter`` past the last one only on success, so ``iter < max_iter`` here means a crash. This
+    hook runs first among the hooks, so "its ``after_step`` ran for ``iter``" means exactly "the
+    optimizer took step ``iter``". What is saved depends on that:
 
-    * before or inside ``run_step`` (data loader, forward, backward, detectron2's non-finite-loss
-      check, ``optimizer.step``): this hook's ``after_step`` did not run for ``iter``. The state
-      is that of iteration ``iter - 1``, saved as ``model_crash`` with that iteration, and the
-      resumed run repeats ``iter``;
-    * in a hook after the step (a periodic evaluation running out of memory, a full disk under a
-      writer): the optimizer and the LR scheduler (whose hook runs before this one) have taken
-      step ``iter``, so it is saved as done and the resumed run starts at ``iter + 1``, with the
-      LR it would have had. When ``iter`` is the last iteration the model is complete: it is saved
-      as ``model_final`` (which ``--resume`` then evaluates without training).
+    * the failure was before or inside ``run_step`` (data loader, forward, backward, detectron2's
+      non-finite-loss check, ``optimizer.step``): the weights are those after iteration
+      ``iter - 1``, saved as ``model_crash`` with that iteration, and the resumed run repeats
+      ``iter``;
+    * it was in a hook after the step (a periodic evaluation running out of memory, a full disk
+      under a writer, or ``LRScheduler`` itself): the weights took step ``iter``. If the LR
+      scheduler has not taken its step ``iter`` yet (the scheduler's ``last_epoch`` counts its
+      steps: ``iter + 1`` once step ``iter`` is done), it is taken here. The state is saved as
+      done and the resumed run starts at ``iter + 1`` with the LR it would have had. When
+      ``iter`` is the last iteration the model is complete: it is saved as ``model_final``
+      (which ``--resume`` then evaluates without training).
 
-    Register it right after detectron2's ``LRScheduler`` hook (:func:`insert_crash_checkpointer`).
+    Register it with :func:`insert_crash_checkpointer`.
     """
 
-    def __init__(self, checkpointer):
+    def __init__(self, checkpointer, lr_scheduler_hook: Optional[LRScheduler] = None):
         self.checkpointer = checkpointer
-        self._completed: Optional[int] = None  # the last iteration whose step (and LR step) finished
+        self._lr_hook = lr_scheduler_hook
+        self._stepped: Optional[int] = None  # the last iteration whose optimizer step finished
 
     def before_train(self):
-        self._completed = None
+        self._stepped = None
 
     def after_step(self):
-        self._completed = self.trainer.iter
+        self._stepped = self.trainer.iter
 
     def after_train(self):
         trainer = self.trainer
         if trainer.iter >= trainer.max_iter or trainer.iter < trainer.start_iter:
             return
-        if self._completed == trainer.iter:
+        if self._stepped == trainer.iter:
+            self._finish_lr_step(trainer.iter)
             last = trainer.iter == trainer.max_iter - 1
             name = "model_final" if last else "model_crash"
             logger.warning(f"Training stopped in a hook after the step of iteration {trainer.iter}; saving "
@@ -66,16 +71,25 @@ class CrashCheckpointer(HookBase):
             trainer.iter -= 1
         self.checkpointer.save(name, iteration=trainer.iter)
 
+    def _finish_lr_step(self, iteration: int) -> None:
+        if self._lr_hook is None:
+            return
+        scheduler = self._lr_hook.scheduler
+        if scheduler.last_epoch == iteration:  # the optimizer stepped, the LR hook failed before stepping
+            logger.warning(f"The LR scheduler had not taken its step of iteration {iteration}: taking it now")
+            scheduler.step()
+
 
 def insert_crash_checkpointer(hooks: List[Optional[HookBase]], checkpointer,
                               exact_resume: Optional["ExactResumeHook"] = None) -> List[Optional[HookBase]]:
-    """``hooks`` with a :class:`CrashCheckpointer` right after detectron2's ``LRScheduler`` hook
-    (so "its after_step ran" means "the step and the LR step are done"), or first if there is none;
-    with ``exact_resume`` just before it (its state after an iteration is then saved with exactly
-    the iterations the crash checkpointer counts as done)."""
-    position = next((i + 1 for i, h in enumerate(hooks) if isinstance(h, LRScheduler)), 0)
-    added = ([exact_resume] if exact_resume is not None else []) + [CrashCheckpointer(checkpointer)]
-    return hooks[:position] + added + hooks[position:]
+    """``hooks`` with a :class:`CrashCheckpointer` first (its ``after_step`` then runs as soon as
+    the optimizer's step is done, before any hook that can fail), told about detectron2's
+    ``LRScheduler`` hook if there is one; with ``exact_resume`` right after it (its state after an
+    iteration, taken before anything else can fail, is then saved with exactly the iterations the
+    crash checkpointer counts as done)."""
+    lr_hook = next((h for h in hooks if isinstance(h, LRScheduler)), None)
+    added = [CrashCheckpointer(checkpointer, lr_hook)] + ([exact_resume] if exact_resume is not None else [])
+    return added + list(hooks)
 
 
 class FinishedTrainingEvalHook(HookBase):
@@ -115,7 +129,7 @@ class ExactResumeHook(HookBase):
     then) holds the main process's, and each other process writes its own next to it
     (``stream_state_rank{r}.pth``).
 
-    Register it before the checkpointing hooks, with :func:`insert_crash_checkpointer`.
+    Register it with :func:`insert_crash_checkpointer` (before the checkpointing hooks).
     """
 
     def __init__(self, loader: ResumableTrainLoader, checkpoint_period: int, output_dir: str):

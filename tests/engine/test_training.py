@@ -6,6 +6,7 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase
+from detectron2.engine import hooks as d2_hooks
 
 from lt_det.engine import Trainer
 from fault_hooks import FailAt
@@ -109,17 +110,36 @@ class _FailAfterStep(HookBase):
             raise RuntimeError("simulated crash after the step")
 
 
+def _fail_in_lr_hook_before_its_step(monkeypatch, iteration):
+    """detectron2's LRScheduler hook raises at ``iteration`` before stepping its scheduler (as
+    its ``put_scalar`` could): the optimizer has stepped, the LR scheduler has not."""
+    step_lr = d2_hooks.LRScheduler.after_step
+
+    def after_step(hook):
+        if hook.trainer.iter == iteration:
+            raise RuntimeError("simulated crash after the step")
+        step_lr(hook)
+
+    monkeypatch.setattr(d2_hooks.LRScheduler, "after_step", after_step)
+
+
+@pytest.mark.parametrize("where", ["later_hook", "lr_hook"])
 @pytest.mark.parametrize("fail_at", [2, 3])  # mid-run, and the last iteration
-def test_crash_after_the_step_resumes_without_repeating_it(quick_cfg, fail_at):
+def test_crash_after_the_step_resumes_without_repeating_it(quick_cfg, monkeypatch, fail_at, where):
     """The resumed run continues at the next iteration with the scheduler where an uninterrupted
-    run has it, and ends with model_final.pth (no crash loop: the scheduler never overshoots)."""
+    run has it, and ends with model_final.pth (no crash loop: the scheduler never overshoots), also
+    when the LR hook itself failed before its scheduler's step."""
     cfg = quick_cfg("SOLVER.MAX_ITER", 4, "SOLVER.CHECKPOINT_PERIOD", 100, "SOLVER.STEPS", "(2,)",
                     "SOLVER.WARMUP_ITERS", 2, "DATASETS.TEST", "()")
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
-    trainer.register_hooks([_FailAfterStep(fail_at)])  # after CrashCheckpointer, as detectron2's writers are
+    if where == "later_hook":
+        trainer.register_hooks([_FailAfterStep(fail_at)])  # after the defaults, as detectron2's writers are
+    else:
+        _fail_in_lr_hook_before_its_step(monkeypatch, fail_at)
     with pytest.raises(RuntimeError, match="simulated crash after the step"):
         trainer.train()
+    monkeypatch.undo()
     name = "model_final.pth" if fail_at == 3 else "model_crash.pth"
     saved = torch.load(os.path.join(cfg.OUTPUT_DIR, name), map_location="cpu", weights_only=False)
     assert saved["iteration"] == fail_at  # that iteration's step is done
