@@ -11,6 +11,7 @@ of its default:
 * ``DECOUPLED``: :mod:`lt_det.engine.decoupled_config`
 * ``DIAGNOSTICS``: :mod:`lt_det.engine.diagnostics_config`
 * ``TEST.LVIS_EVAL``: :mod:`lt_det.evaluation.config`
+* ``TEST.CALIBRATION``: :mod:`lt_det.calibration.config`
 * ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE``: :mod:`lt_det.modeling.mask_head`
 """
 import re
@@ -18,6 +19,7 @@ from typing import Sequence
 
 from detectron2.config import CfgNode
 
+from .calibration import add_calibration_config
 from .compat import detectron2_flavour
 from .data.sampling_config import add_sampling_config
 from .engine.decoupled_config import add_decoupled_config
@@ -65,5 +67,6 @@ def add_lt_det_config(cfg: CfgNode) -> CfgNode:
     add_decoupled_config(cfg)
     add_diagnostics_config(cfg)
     add_evaluation_config(cfg)
+    add_calibration_config(cfg)
     add_mask_head_config(cfg)
     return cfg

@@ -12,6 +12,8 @@ import lt_det.data  # noqa: F401  (dataset registration)
 import lt_det.modeling  # noqa: F401  (ROI heads registration)
 from lt_det.config import add_lt_det_config
 from lt_det.data import get_class_stats
+from lt_det.calibration import get_calibration_class
+from lt_det.calibration.fractal_dimension import save_fractal_dimensions
 from lt_det.losses import get_loss_class, resolve_loss_name
 from lvis_stats import set_lvis_statistics
 
@@ -34,7 +36,7 @@ def test_there_are_configs():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(REPO, "configs")))
-def test_config_merges_and_builds(path, tiny_dataset_root):
+def test_config_merges_and_builds(path, tiny_dataset_root, tmp_path):
     cfg = get_cfg()
     add_lt_det_config(cfg)
     cfg.merge_from_file(path)
@@ -43,6 +45,12 @@ def test_config_merges_and_builds(path, tiny_dataset_root):
         cfg.DATASETS.TRAIN = ("synthetic_lt_train",)
     if cfg.DATASETS.TRAIN == ("synthetic_lt_train",):  # the tests' tiny version of the set
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = get_class_stats("synthetic_lt_train").num_classes
+    fracal = cfg.TEST.CALIBRATION.FRACAL
+    if cfg.TEST.CALIBRATION.METHOD == "fracal" and fracal.DIMENSIONS_FILE and not os.path.exists(fracal.DIMENSIONS_FILE):
+        # made from the training json by tools/fractal_dimension.py; LVIS's json is not here
+        ids = range(1, cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1)
+        fracal.DIMENSIONS_FILE = str(tmp_path / "fractal_dimension.json")
+        save_fractal_dimensions(fracal.DIMENSIONS_FILE, [1.5] * len(ids), list(ids), source="test stand-in")
     cfg.freeze()
     if not all(name in DatasetCatalog.list() for name in cfg.DATASETS.TRAIN):
         pytest.fail(f"{path} trains on an unregistered dataset: {cfg.DATASETS.TRAIN}")
@@ -54,6 +62,11 @@ def test_config_merges_and_builds(path, tiny_dataset_root):
     for predictor in predictors:
         assert isinstance(predictor.cls_loss, get_loss_class(name)), f"{path} does not train with '{name}'"
         assert predictor.cls_score.out_features == expected_logits(cfg, name), path
+        method = cfg.TEST.CALIBRATION.METHOD
+        if method == "none" or get_calibration_class(method).is_identity(cfg.TEST.CALIBRATION[method.upper()]):
+            assert predictor.calibration is None, path  # NorCal's LVIS leaf: γ is given on the command line
+        else:
+            assert isinstance(predictor.calibration, get_calibration_class(method)), f"{path} does not calibrate"
 
 
 def expected_logits(cfg, name):

@@ -109,6 +109,12 @@ class LTLoss(nn.Module, metaclass=ABCMeta):
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Test-time class probabilities: (R, L) logits -> (R, K + 1), background last."""
 
+    #: What :meth:`scores` returns, for the post-hoc calibration stage (``lt_det.calibration``):
+    #: "softmax" when the K class scores and the background share one distribution (they sum to at
+    #: most 1, the classes compete with the background); else the activation ("sigmoid",
+    #: "gumbel") that turns each class's own logit into its independent score.
+    score_activation: str = "softmax"
+
     def predict_classes(self, logits: torch.Tensor) -> torch.Tensor:
         """(R,) predicted labels in [0, K] (K = background), for training statistics only."""
         return self.scores(logits).argmax(dim=1)
@@ -136,6 +142,7 @@ class BinaryLoss(LTLoss):
         if activation not in BINARY_ACTIVATIONS:
             raise ValueError(f"Unknown activation '{activation}'; expected one of {list(BINARY_ACTIVATIONS)}")
         self.activation = activation
+        self.score_activation = activation
         self.prior_prob = prior_prob
         self.background_logit = background_logit
 

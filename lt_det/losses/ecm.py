@@ -100,6 +100,8 @@ def ecm_margins(counts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch
 
 @register_loss("ecm")
 class EffectiveClassMarginLoss(LTLoss):
+    score_activation = "sigmoid"  # sigma(z_j) (1 - sigma(z_K)): independent class scores
+
     @configurable
     def __init__(
         self,

@@ -23,6 +23,8 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
+from lt_det.calibration.base import Calibration
+from lt_det.calibration.config import build_calibration
 from lt_det.data.class_stats import FREQUENCY_GROUPS, ClassStats, get_class_stats
 from lt_det.modeling.fixed_ap_inference import fast_rcnn_inference_top_k_per_class
 from lt_det.losses import LTLoss, build_loss
@@ -52,6 +54,7 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         class_frequency: Optional[Sequence[str]] = None,
         fixed_ap_topk_per_class: Optional[int] = None,
         cosine_temperature: float = 0.0,
+        calibration: Optional[Calibration] = None,
         **kwargs,
     ):
         """
@@ -64,6 +67,8 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
                 class per image and no cap across classes; None = detectron2's inference.
             cosine_temperature: > 0 makes the classifier a :class:`CosineLinear` with this
                 temperature (mmdetection's Seesaw LVIS config: 20); 0 = ``nn.Linear``.
+            calibration: re-scores the test scores before detectron2's inference
+                (:mod:`lt_det.calibration`); None = the loss's scores as they are.
         """
         super().__init__(input_shape, **kwargs)
         if cls_loss.num_classes != self.num_classes:
@@ -85,6 +90,7 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
             group = torch.as_tensor(np.stack([frequency == g for g in FREQUENCY_GROUPS]).argmax(0))
         self.register_buffer("frequency_group", group, persistent=False)
         self.fixed_ap_topk_per_class = fixed_ap_topk_per_class
+        self.calibration = calibration
         # Set by lt_det.engine's LogitGradStatsHook; typed only by its ``observe(logits,
         # gt_classes)`` because modeling may not import engine.
         self.logit_grad_stats = None
@@ -106,6 +112,7 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         fixed_ap = cfg.TEST.LVIS_EVAL.FIXED_AP
         ret["fixed_ap_topk_per_class"] = fixed_ap.TOPK_PER_CLASS_PER_IMAGE if fixed_ap.ENABLED else None
         ret["cosine_temperature"] = cfg.MODEL.LT_LOSS.COSINE_TEMPERATURE
+        ret["calibration"] = build_calibration(cfg, class_stats)
         return ret
 
     def inference(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]):
@@ -153,11 +160,15 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
     def predict_probs(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]):
         """
         Returns:
-            list[Tensor]: per image (Ri, K + 1) class probabilities, background last.
+            list[Tensor]: per image (Ri, K + 1) class probabilities, background last, calibrated
+            when the predictor has a calibration.
         """
-        scores, _ = predictions
+        logits, _ = predictions
         num_inst_per_image = [len(p) for p in proposals]
-        return self.cls_loss.scores(scores).split(num_inst_per_image, dim=0)
+        probs = self.cls_loss.scores(logits)
+        if self.calibration is not None:
+            probs = self.calibration(probs, logits, self.cls_loss, self.cls_score)
+        return probs.split(num_inst_per_image, dim=0)
 
     @torch.no_grad()
     def _log_classification_stats(self, logits: torch.Tensor, gt_classes: torch.Tensor, prefix: str = "fast_rcnn"):
