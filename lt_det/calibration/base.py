@@ -46,6 +46,9 @@ class Calibration(nn.Module, metaclass=ABCMeta):
             (R, K + 1) calibrated scores, background last, in ``scores``' dtype.
         """
 
+    #: The key (in the method's config node) that ``tools/calibration_sweep.py`` sweeps by default.
+    sweep_key: str = ""
+
     @classmethod
     def is_identity(cls, node) -> bool:
         """Whether the settings in ``node`` (the method's config node) leave every score as it is;

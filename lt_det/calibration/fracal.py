@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 @register_calibration("fracal")
 class FRACAL(Calibration):
+    sweep_key = "LAMBDA"
+
     def __init__(self, image_count: torch.Tensor, num_images: int, fractal_dimension: torch.Tensor,
                  fractal_lambda: float = 2.0):
         """

@@ -36,6 +36,8 @@ def label_prior(class_stats: ClassStats, prior: str) -> torch.Tensor:
 
 @register_calibration("logit_adjustment")
 class LogitAdjustment(Calibration):
+    sweep_key = "TAU"
+
     def __init__(self, prior: torch.Tensor, tau: float = 1.0):
         """
         Args:

@@ -47,6 +47,8 @@ def norcal_weights(image_count: torch.Tensor, gamma: float, weighting: str = "po
 
 @register_calibration("norcal")
 class NorCal(Calibration):
+    sweep_key = "GAMMA"
+
     def __init__(self, weights: torch.Tensor, renorm: bool = True):
         """
         Args:
