@@ -9,9 +9,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from ..calibration import get_calibration_class
+
 STAGES = ("1", "2", "posthoc")
 DEFAULT_METHODS_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "benchmark", "methods.yaml")
-_FIELDS = {"stage", "config", "schedule", "baseline", "rfs", "cite", "from", "taus"}
+_FIELDS = {"stage", "config", "schedule", "baseline", "rfs", "cite", "from", "calibration", "values"}
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class Method:
     cite: str = ""
     source: Optional[str] = None  # stage 2 / post hoc: the stage-1 method whose model it starts from
     schedule: Optional[Tuple[float, float, float]] = None  # stage 2: (length, step1, step2) fractions
-    taus: Tuple[float, ...] = ()  # post hoc τ-normalisation: the τ grid of the held-out sweep
+    calibration: str = ""  # post hoc: the calibration (TEST.CALIBRATION.METHOD) applied to `source`'s model
+    values: Tuple[float, ...] = ()  # post hoc: the grid of its swept key, chosen on the held-out split
 
 
 def _parse(name: str, entry: dict) -> Method:
@@ -40,12 +43,16 @@ def _parse(name: str, entry: dict) -> Method:
     schedule = entry.get("schedule")
     if stage == "2" and (schedule is None or len(schedule) != 3):
         raise ValueError(f"method '{name}': stage 2 needs `schedule: [length, step1, step2]`")
-    if stage == "posthoc" and not entry.get("taus"):
-        raise ValueError(f"method '{name}': a post-hoc τ-normalisation needs `taus`")
+    if stage == "posthoc" and not (entry.get("calibration") and entry.get("values")):
+        raise ValueError(f"method '{name}': a post-hoc method needs `calibration` (a TEST.CALIBRATION.METHOD) "
+                         "and `values` (the grid of its swept key)")
+    if entry.get("calibration"):
+        get_calibration_class(entry["calibration"])  # an unknown name lists the registered ones
     return Method(
         name=name, stage=stage, config=dict(entry.get("config") or {}),
         baseline=entry.get("baseline", source), rfs=bool(entry.get("rfs", False)), cite=entry.get("cite", ""),
-        source=source, schedule=tuple(schedule) if schedule else None, taus=tuple(entry.get("taus") or ()),
+        source=source, schedule=tuple(schedule) if schedule else None, calibration=entry.get("calibration", ""),
+        values=tuple(float(v) for v in entry.get("values") or ()),
     )
 
 

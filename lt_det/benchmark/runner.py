@@ -142,8 +142,8 @@ class BenchmarkRunner:
             cfg = self.stage2_cfg(method, seed) if method.stage == "2" else self.stage1_cfg(self.methods[method.source], seed)
             source_cell = Cell(self.cache_dir, source["label"], source["key"])
             deps, weights = [source["key"]], os.path.join(source_cell.dir, "model_final.pth")
-        kind = {"1": "train", "2": "train", "posthoc": "tau_norm"}[method.stage]
-        extra = {"taus": list(method.taus)} if method.taus else {}
+        kind = {"1": "train", "2": "train", "posthoc": "calibration"}[method.stage]
+        extra = {"calibration": method.calibration, "values": list(method.values)} if method.calibration else {}
         key = cell_key(kind, config_identity(cfg, self.defaults), {**self.data_key, **extra}, deps)
         cell = Cell(self.cache_dir, f"{method.name}-seed{seed}", key)
         cached = cell.result()
@@ -165,7 +165,7 @@ class BenchmarkRunner:
                 seconds = self._train(cell, cfg)
                 weights_out = os.path.join(cell.dir, "model_final.pth")
             else:
-                seconds, weights_out = self._tau_norm(cell, cfg, weights, method.taus)
+                seconds, weights_out = self._calibrate(cell, cfg, weights, method)
         except RunFailed as e:
             if not e.diverged:
                 logger.error(f"{method.name} seed {seed} failed: {e}")
@@ -198,17 +198,18 @@ class BenchmarkRunner:
         return run_logged(["train_net.py", "--config-file", config, "--resume"], os.path.join(cell.dir, "run.log"),
                           self.env)
 
-    def _tau_norm(self, cell: Cell, cfg, weights: str, taus: Sequence[float]) -> Tuple[float, str]:
-        """τ chosen on the held-out split by bbox AP, then the chosen model evaluated on DATASETS.TEST."""
+    def _calibrate(self, cell: Cell, cfg, weights: str, method: Method) -> Tuple[float, str]:
+        """The calibration's value chosen on the held-out split by bbox AP (tools/calibration_sweep.py),
+        then the model evaluated with it on DATASETS.TEST."""
         config = cell.write_config(cfg)
-        log, best = os.path.join(cell.dir, "run.log"), os.path.join(cell.dir, "model_tau.pth")
-        seconds = run_logged(["tools/tau_norm.py", "--config-file", config, "--weights", weights, "sweep",
-                              "--taus", *map(str, taus), "--val-dataset", bdata.HELDOUT_SPLIT,
-                              "--metric", "bbox/AP", "--output", best, "OUTPUT_DIR", os.path.join(cell.dir, "sweep")],
-                             log, self.env)
-        seconds += run_logged(["train_net.py", "--config-file", config, "--eval-only", "MODEL.WEIGHTS", best],
+        log, chosen = os.path.join(cell.dir, "run.log"), os.path.join(cell.dir, "chosen.yaml")
+        seconds = run_logged(["tools/calibration_sweep.py", "--config-file", config, "--weights", weights,
+                              "--method", method.calibration, "--values", *map(str, method.values),
+                              "--tune-dataset", bdata.HELDOUT_SPLIT, "--metric", "bbox/AP", "--output-config", chosen,
+                              "OUTPUT_DIR", os.path.join(cell.dir, "sweep")], log, self.env)
+        seconds += run_logged(["train_net.py", "--config-file", chosen, "--eval-only", "OUTPUT_DIR", cell.dir],
                               log, self.env)
-        return seconds, best
+        return seconds, weights
 
     def _collect(self, cell: Cell, cfg, weights: str) -> Dict:
         """What the table and plots read from a finished cell (small, kept in result.json)."""
@@ -222,11 +223,14 @@ class BenchmarkRunner:
         if os.path.isfile(grad_stats):
             with open(grad_stats) as f:
                 out["logit_grad_stats"] = json.load(f)
-        sweep = os.path.join(cell.dir, "sweep", "tau_sweep.json")
+        norms = classifier_norms(cfg, torch.load(weights, map_location="cpu")["model"], self.stats)
+        sweep = os.path.join(cell.dir, "sweep", "calibration_sweep", "calibration_sweep.json")
         if os.path.isfile(sweep):
             with open(sweep) as f:
-                out["tau_sweep"] = json.load(f)
-        out["classifier_norms"] = classifier_norms(cfg, torch.load(weights, map_location="cpu")["model"], self.stats)
+                out["calibration_sweep"] = json.load(f)
+            if out["calibration_sweep"]["method"] == "tau_norm":  # ||w / ||w||^τ|| = ||w||^(1 - τ)
+                norms = [n ** (1.0 - out["calibration_sweep"]["best"]) for n in norms]
+        out["classifier_norms"] = norms
         return out
 
     @staticmethod

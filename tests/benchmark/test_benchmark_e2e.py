@@ -22,7 +22,7 @@ exploding: {stage: 1, baseline: softmax_ce,
 cRT: {stage: 2, from: softmax_ce, schedule: [1.0, 0.5, 0.8],
       config: {DECOUPLED.ENABLED: true, DECOUPLED.TRAINABLE: ["roi_heads.box_predictor.cls_score"],
                DECOUPLED.CLASSIFIER_INIT: reinit, DATALOADER.SAMPLER_TRAIN: ClassAwareSampler}}
-tau_norm: {stage: posthoc, from: softmax_ce, taus: [0.0, 1.0]}
+tau_norm: {stage: posthoc, from: softmax_ce, calibration: tau_norm, values: [0.0, 1.0]}
 after_diverged: {stage: 2, from: exploding, schedule: [1.0, 0.5, 0.8], config: {DECOUPLED.ENABLED: true}}
 """
 TINY_PROFILE = Profile(
@@ -78,7 +78,8 @@ def test_tiny_benchmark(bench_root, tmp_path, monkeypatch):
     assert os.path.isfile(cache / by_method["exploding"]["log"])
     assert "FloatingPointError" in (cache / by_method["exploding"]["log"]).read_text()
     tau = by_method["tau_norm"]
-    assert tau["tau_sweep"]["dataset"] == f"{BENCH_NAME}_heldout" and len(tau["tau_sweep"]["scores"]) == 2
+    assert tau["calibration_sweep"]["dataset"] == f"{BENCH_NAME}_heldout" and len(tau["calibration_sweep"]["table"]) == 2
+    assert tau["calibration_sweep"]["method"] == "tau_norm" and tau["calibration_sweep"]["key"] == "TAU"
     for r in (by_method["softmax_ce"], by_method["cRT"]):
         assert set(r["metrics"]) >= {"bbox/AP", "bbox/APr", "bbox/APc", "bbox/APf"}
         assert len(r["classifier_norms"]) == 12 and len(r["per_class"]) == 12

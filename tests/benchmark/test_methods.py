@@ -22,7 +22,14 @@ def test_stage2_methods_start_from_stage1_and_have_schedules():
         else:
             assert methods[m.source].stage == "1"
             assert m.baseline == m.source  # compared with the model it starts from
-    assert methods["tau_norm"].taus and methods["cRT"].schedule
+    assert methods["tau_norm"].values and methods["tau_norm"].calibration == "tau_norm" and methods["cRT"].schedule
+
+
+def test_every_registered_calibration_is_benchmarked():
+    from lt_det.calibration import list_calibrations
+
+    used = {m.calibration for m in load_methods().values() if m.stage == "posthoc"}
+    assert set(list_calibrations()) <= used, f"calibrations with no benchmark entry: {set(list_calibrations()) - used}"
 
 
 def test_select_adds_sources_first_and_rejects_unknown_names():
@@ -39,6 +46,7 @@ def test_select_adds_sources_first_and_rejects_unknown_names():
     ("a: {stage: 1}\nb: {stage: 2, from: a}", "needs `schedule"),
     ("a: {stage: 1, colour: red}", "unknown fields"),
     ("a: {stage: 1, baseline: z}", "baseline 'z' is not in"),
+    ("a: {stage: 1}\nb: {stage: posthoc, from: a, values: [1.0]}", "needs `calibration`"),
     ("a: {stage: 1}\nb: {stage: 2, from: a, schedule: [1, 0.5, 0.8]}\nc: {stage: 2, from: b, schedule: [1, 0.5, 0.8]}",
      "must be a stage-1 method"),
 ])
