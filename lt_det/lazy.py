@@ -25,6 +25,7 @@ from detectron2.data import MetadataCatalog, build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
 from detectron2.solver.build import maybe_add_gradient_clipping
 
+from .calibration import Calibration, build_calibration, get_calibration_class
 from .config import add_lt_det_config
 from .data.build import lt_train_sampler, resumable_train_loader
 from .data.class_stats import get_class_stats
@@ -34,7 +35,7 @@ from .evaluation.lvis_evaluator import LVISEvaluator, train_class_stats
 from .losses import LTLoss, build_loss, get_loss_class
 from .losses.base import IMPLEMENTATIONS
 
-__all__ = ["lt_loss", "class_frequency", "lt_train_loader", "lvis_evaluator", "gradient_clipped"]
+__all__ = ["lt_loss", "calibration", "class_frequency", "lt_train_loader", "lvis_evaluator", "gradient_clipped"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,36 @@ def lt_loss(
                        "dataset names> (a lazy config: dataloader.train.dataset.names)")
     cfg.MODEL.LT_LOSS.IMPLEMENTATION = implementation
     return build_loss(cfg, **overrides)
+
+
+def calibration(method: str, train_datasets: DatasetNames = (), **keys) -> Optional[Calibration]:
+    """The post-hoc calibration ``method`` (a ``TEST.CALIBRATION.METHOD`` value) as
+    ``build_calibration`` builds it, for ``LTFastRCNNOutputLayers(calibration=...)``.
+
+    Its settings are the YACS defaults of ``TEST.CALIBRATION.<METHOD>``; ``keys`` replace them by
+    their YACS names in lower case, e.g. ``calibration("norcal", "lvis_v1_train", gamma=0.6)``.
+    None for "none" and for a method's identity setting.
+
+    Raises:
+        KeyError: unknown method (listing the registered ones) or key (listing the method's keys).
+        ValueError: a method that needs the statistics of ``train_datasets`` and they have none.
+    """
+    cfg = add_lt_det_config(get_cfg())
+    cfg.TEST.CALIBRATION.METHOD = method
+    names = list(_names(train_datasets))
+    cfg.DATASETS.TRAIN = tuple(names)
+    if method not in ("none", ""):
+        get_calibration_class(method)  # an unknown name lists the registered ones
+        node = cfg.TEST.CALIBRATION[method.upper()]
+        for key, value in keys.items():
+            if key.upper() not in node:
+                raise KeyError(f"calibration({method!r}): no key {key!r}; valid: {sorted(k.lower() for k in node)}")
+            node[key.upper()] = value
+    try:
+        stats = get_class_stats(names) if names else None
+    except (KeyError, ValueError):
+        stats = None  # build_calibration says what is missing if the method needs them
+    return build_calibration(cfg, stats)
 
 
 def class_frequency(train_datasets: DatasetNames) -> Optional[list]:

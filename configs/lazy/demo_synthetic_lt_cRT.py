@@ -10,11 +10,13 @@ from .demo_synthetic_lt import dataloader, lr_multiplier, model, optimizer, trai
 # Stage 2 (lt_det.engine.decoupled; the YACS DECOUPLED keys): load the stage-1 model
 # train.init_checkpoint, freeze all but `trainable` (fnmatch globs on parameter names), keep every
 # BatchNorm in eval mode; classifier_init "auto" / "reinit" / "keep" (cRT re-initialises);
-# lws: learnable weight scaling (Kang et al. 2020) on the stage-1 classifier.
+# lws: learnable weight scaling (Kang et al. 2020) on the stage-1 classifier; disalign: DisAlign's
+# calibration of it (Zhang et al. 2021; train "...cls_score.logit_*" and "...cls_score.confidence").
 decoupled = dict(
     trainable=["roi_heads.box_predictor.cls_score"],
     classifier_init="reinit",
     lws=dict(enabled=False, scale_bias=False),
+    disalign=dict(enabled=False),
 )
 train.init_checkpoint = "output/lazy/demo/model_final.pth"  # stage 1
 model.roi_heads.box_predictor.cls_loss.name = "softmax_ce"

@@ -19,6 +19,7 @@ from detectron2.config import CfgNode as CN
 
 from lt_det.data.class_stats import ClassStats
 from lt_det.modeling.cosine import CosineLinear
+from lt_det.modeling.disalign import DisAlignLinear
 from lt_det.modeling.lws import LWSLinear
 
 from .base import Calibration
@@ -31,11 +32,13 @@ def effective_classifier(classifier: nn.Module):
     """(L, D) weight and (L,) bias with which ``classifier`` computes ``z = W x + b``.
 
     Raises:
-        TypeError: a cosine classifier (its rows are unit-norm: τ-normalisation changes nothing)
-            or a layer that is not an ``nn.Linear``.
+        TypeError: a cosine classifier (its rows are unit-norm: τ-normalisation changes nothing),
+            a DisAlign classifier, or a layer that is not an ``nn.Linear``.
     """
     if isinstance(classifier, CosineLinear):
         raise TypeError("τ-normalisation of a cosine classifier changes nothing: its rows are already unit-norm")
+    if isinstance(classifier, DisAlignLinear):
+        raise TypeError("τ-normalisation of a DisAlign classifier is not defined: its logits are not linear in x")
     if not isinstance(classifier, nn.Linear):
         raise TypeError(f"τ-normalisation needs an nn.Linear classifier, found {type(classifier).__name__}")
     weight = classifier.weight

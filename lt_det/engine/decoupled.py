@@ -1,19 +1,20 @@
 """Decoupled classifier re-training, stage 2: cRT and LWS (Kang et al., "Decoupling Representation
-and Classifier for Long-Tailed Recognition", ICLR 2020), Balanced Sigmoid (Ren et al., BALMS,
-NeurIPS 2020) and BAGS (Li et al., CVPR 2020) stage 2.
+and Classifier for Long-Tailed Recognition", ICLR 2020), DisAlign (Zhang et al., CVPR 2021),
+Balanced Sigmoid (Ren et al., BALMS, NeurIPS 2020) and BAGS (Li et al., CVPR 2020) stage 2.
 
 A stage-2 run builds the model for its own loss (which may need a different number of logits),
 then, in this order:
 
 1. :func:`prepare_stage2_model` (from ``Trainer.build_model``, before the optimizer exists): wraps
-   the classifier in LWS scales if asked, freezes every parameter that no ``DECOUPLED.TRAINABLE``
+   the classifier in LWS scales or DisAlign's calibration if asked, freezes every parameter that no ``DECOUPLED.TRAINABLE``
    pattern matches, pins every BatchNorm in eval mode, logs what trains. detectron2's optimizer
    skips parameters without ``requires_grad``, so it then holds only the trainable ones.
 2. :func:`load_stage1_weights` (from ``Trainer.resume_or_load`` when not resuming stage 2): loads
    the stage-1 checkpoint ``MODEL.WEIGHTS``; the classifier is taken from it or left at the fresh
    initialisation the new loss gave it at build time (``DECOUPLED.CLASSIFIER_INIT``).
 
-Stage 2 may change only the box predictor (its classifier, its loss's state, LWS scales); every
+Stage 2 may change only the box predictor (its classifier, its loss's state, LWS scales, DisAlign's
+parameters); every
 other tensor must come from the stage-1 checkpoint with the same shape.
 """
 import fnmatch
@@ -28,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from detectron2.utils.file_io import PathManager
 
+from lt_det.modeling.disalign import replace_with_disalign
 from lt_det.modeling.lws import replace_with_lws
 
 from .checkpoint import SafeCheckpointer
@@ -115,7 +117,8 @@ def _log_trainable(model: nn.Module, trainable: Sequence[str]) -> None:
 
 
 def _classifier_keys(state: Dict[str, torch.Tensor], classifier: str) -> List[str]:
-    return [k for k in state if k.startswith(classifier + ".") and k.rsplit(".", 1)[1] in ("weight", "bias")]
+    """The classifier's own weight and bias (not those of a module inside it: DisAlign's confidence)."""
+    return [k for k in state if k in (f"{classifier}.weight", f"{classifier}.bias")]
 
 
 class _WeightsReader(SafeCheckpointer):
@@ -230,7 +233,8 @@ def prepare_stage2_model(model: nn.Module, cfg) -> List[str]:
     if cfg.TEST.PRECISE_BN.ENABLED:
         raise ValueError("TEST.PRECISE_BN.ENABLED would recompute the frozen BatchNorm statistics in stage 2")
     return prepare_stage2(model, trainable=d.TRAINABLE, classifier_init=d.CLASSIFIER_INIT, lws=d.LWS.ENABLED,
-                          lws_scale_bias=d.LWS.SCALE_BIAS, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+                          lws_scale_bias=d.LWS.SCALE_BIAS, disalign=d.DISALIGN.ENABLED,
+                          num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES)
 
 
 def prepare_stage2(
@@ -240,15 +244,19 @@ def prepare_stage2(
     classifier_init: str = "auto",
     lws: bool = False,
     lws_scale_bias: bool = False,
+    disalign: bool = False,
     num_classes: Optional[int] = None,
 ) -> List[str]:
     """:func:`prepare_stage2_model` with plain arguments (``DECOUPLED.TRAINABLE``,
-    ``CLASSIFIER_INIT``, ``LWS.ENABLED``, ``LWS.SCALE_BIAS``; a lazy config's ``decoupled``);
-    ``num_classes`` K (LWS's scales of a predictor without lt_det's loss) defaults to the
-    predictor's."""
-    if lws:
+    ``CLASSIFIER_INIT``, ``LWS.ENABLED``, ``LWS.SCALE_BIAS``, ``DISALIGN.ENABLED``; a lazy config's
+    ``decoupled``); ``num_classes`` K (the classes of a predictor without lt_det's loss) defaults
+    to the predictor's."""
+    if lws and disalign:
+        raise ValueError("DECOUPLED.LWS and DECOUPLED.DISALIGN both wrap the classifier: enable one")
+    if lws or disalign:
         if classifier_init == "reinit":
-            raise ValueError("LWS scales the stage-1 classifier: DECOUPLED.CLASSIFIER_INIT cannot be 'reinit'")
+            raise ValueError(f"{'LWS' if lws else 'DisAlign'} calibrates the stage-1 classifier: "
+                             "DECOUPLED.CLASSIFIER_INIT cannot be 'reinit'")
         # lt_det's predictor asks its loss which rows are the classes (BAGS's are not the first
         # K); detectron2's stock predictor has the softmax layout.
         predictor = _unwrap(model).get_submodule(PREDICTOR)
@@ -257,7 +265,10 @@ def prepare_stage2(
             class_rows = cls_loss.classifier_rows()
         else:
             class_rows = torch.arange(predictor.num_classes if num_classes is None else num_classes)
-        replace_with_lws(_unwrap(model), CLASSIFIER, class_rows=class_rows, scale_bias=lws_scale_bias)
+        if lws:
+            replace_with_lws(_unwrap(model), CLASSIFIER, class_rows=class_rows, scale_bias=lws_scale_bias)
+        else:
+            replace_with_disalign(_unwrap(model), CLASSIFIER, class_rows=class_rows)
     trainable = freeze_all_but(model, trainable)
     pinned = pin_batchnorm_eval(model)
     _log_trainable(model, trainable)
@@ -269,7 +280,7 @@ def prepare_stage2(
 def load_stage1_weights(model: nn.Module, cfg) -> bool:
     """:func:`load_stage1_checkpoint` of ``cfg.MODEL.WEIGHTS`` with ``cfg.DECOUPLED``'s options.
 
-    With LWS the stage-1 classifier is required ("keep"): the scales multiply it.
+    With LWS or DisAlign the stage-1 classifier is required ("keep"): they calibrate it.
     """
-    mode = "keep" if cfg.DECOUPLED.LWS.ENABLED else cfg.DECOUPLED.CLASSIFIER_INIT
+    mode = "keep" if cfg.DECOUPLED.LWS.ENABLED or cfg.DECOUPLED.DISALIGN.ENABLED else cfg.DECOUPLED.CLASSIFIER_INIT
     return load_stage1_checkpoint(model, cfg.MODEL.WEIGHTS, classifier_init=mode)

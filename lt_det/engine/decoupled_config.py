@@ -1,4 +1,4 @@
-"""Config keys of decoupled classifier re-training (stage 2: cRT, LWS, Balanced Sigmoid, BAGS),
+"""Config keys of decoupled classifier re-training (stage 2: cRT, LWS, DisAlign, Balanced Sigmoid, BAGS),
 read by :mod:`lt_det.engine.decoupled`.
 
 Keys detectron2 already has keep their meaning: the stage-1 checkpoint is ``MODEL.WEIGHTS``, the
@@ -37,3 +37,10 @@ def add_decoupled_config(cfg) -> None:
     # False (default): z_c = s_c (w_c . x) + b_c, weight rows only (eqlv2's detection variant).
     # True: z_c = s_c (w_c . x + b_c), the whole logit (Kang et al.'s classification code).
     cfg.DECOUPLED.LWS.SCALE_BIAS = False
+
+    # DisAlign (Zhang et al., CVPR 2021): a magnitude α_c and margin β_c per foreground class and a
+    # per-RoI confidence on the frozen stage-1 classifier (lt_det.modeling.disalign). Released
+    # recipe: DECOUPLED.TRAINABLE = ["roi_heads.box_predictor.cls_score.logit_*",
+    # "roi_heads.box_predictor.cls_score.confidence"], MODEL.LT_LOSS.NAME "grw", uniform sampling.
+    cfg.DECOUPLED.DISALIGN = CN()
+    cfg.DECOUPLED.DISALIGN.ENABLED = False  # True: wrap the classifier in DisAlign's calibration for stage 2

@@ -21,7 +21,8 @@ The parts of a lazy config (``configs/lazy/`` has complete ones)::
     lr_multiplier          a fvcore ParamScheduler (detectron2.solver.WarmupParamScheduler)
     train                  output_dir, init_checkpoint, max_iter, amp, ddp, checkpointer, eval_period,
                            log_period, device (detectron2's configs/common/train.py keys), seed
-    decoupled (optional)   trainable, classifier_init, lws: {enabled, scale_bias}
+    decoupled (optional)   trainable, classifier_init, lws: {enabled, scale_bias}, and optionally
+                           disalign: {enabled} (DisAlign, Zhang et al. 2021)
 """
 import json
 import logging
@@ -116,6 +117,11 @@ def _decoupled(cfg):
     return cfg.get("decoupled") if "decoupled" in cfg else None
 
 
+def _disalign(decoupled) -> bool:
+    """Whether a ``decoupled`` node asks for DisAlign (an optional key: older configs lack it)."""
+    return bool(decoupled.get("disalign", {}).get("enabled", False))
+
+
 def build_lazy_model(cfg) -> torch.nn.Module:
     """``instantiate(cfg.model)`` on ``cfg.train.device``, readied for stage 2 when ``cfg`` has a
     ``decoupled`` node (before the optimizer is built: it freezes parameters).
@@ -129,7 +135,7 @@ def build_lazy_model(cfg) -> torch.nn.Module:
     d = _decoupled(cfg)
     if d is not None:
         prepare_stage2(model, trainable=list(d.trainable), classifier_init=d.classifier_init,
-                       lws=d.lws.enabled, lws_scale_bias=d.lws.scale_bias)
+                       lws=d.lws.enabled, lws_scale_bias=d.lws.scale_bias, disalign=_disalign(d))
     return model
 
 
@@ -186,7 +192,7 @@ def do_train(cfg, resume: bool = False) -> None:
     d = _decoupled(cfg)
     if d is not None and not (resume and checkpointer.has_checkpoint()):
         # stage 2 starts from the stage-1 model at iteration 0 (unless resuming its own run)
-        mode = "keep" if d.lws.enabled else d.classifier_init
+        mode = "keep" if d.lws.enabled or _disalign(d) else d.classifier_init
         load_stage1_checkpoint(model, cfg.train.init_checkpoint, classifier_init=mode)
         start_iter = 0
     else:

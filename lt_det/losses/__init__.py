@@ -30,6 +30,7 @@ from . import (  # noqa: F401  isort:skip
     acsl,
     ecm,
     loce,
+    grw,
 )
 
 __all__ = [

@@ -37,7 +37,7 @@ def add_loss_config(cfg: CN) -> None:
     # Registered loss name (lt_det.losses.list_losses()): softmax_ce (detectron2's default),
     # sigmoid_ce, focal, inverse_frequency, class_balanced, class_balanced_focal, balanced_softmax,
     # balanced_sigmoid, eql, softmax_eql, droploss, gumbel_ce, federated, bags, seesaw, eqlv2,
-    # acsl, ecm, loce, or a downstream one.
+    # acsl, ecm, loce, grw (DisAlign's stage-2 loss), or a downstream one.
     _C.NAME = "softmax_ce"
     # lambda: a class j is "tail" when its image frequency f_j = image_count_j / M < lambda
     # (EQL's T_lambda; also Softmax EQL and DropLoss). 0.0011 is the released LVIS v1 value (815

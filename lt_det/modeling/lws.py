@@ -18,7 +18,7 @@ from torch import nn
 
 from .tau_norm import Rows, check_class_rows
 
-__all__ = ["LWSLinear", "replace_with_lws"]
+__all__ = ["LWSLinear", "replace_linear", "replace_with_lws"]
 
 
 class LWSLinear(nn.Linear):
@@ -64,14 +64,23 @@ class LWSLinear(nn.Linear):
         return f"{super().extra_repr()}, num_classes={self.scale.numel()}, scale_bias={self.scale_bias}"
 
 
-def replace_with_lws(model: nn.Module, classifier_name: str, *, class_rows: Rows, scale_bias: bool = False) -> LWSLinear:
-    """Replaces the ``nn.Linear`` at dotted path ``classifier_name`` in ``model`` by an
-    :class:`LWSLinear` sharing its tensors; returns the new module."""
+def replace_linear(model: nn.Module, classifier_name: str, wrap, method: str) -> nn.Module:
+    """Replaces the ``nn.Linear`` at dotted path ``classifier_name`` in ``model`` by
+    ``wrap(linear)``; returns the new module. ``method`` names the caller in the error raised when
+    the layer is not a plain ``nn.Linear`` (a cosine classifier, or already wrapped)."""
     parent_name, _, child_name = classifier_name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     linear = getattr(parent, child_name, None)
     if type(linear) is not nn.Linear:
-        raise TypeError(f"LWS needs '{classifier_name}' to be an nn.Linear, found {type(linear).__name__}")
-    lws = LWSLinear.from_linear(linear, class_rows=class_rows, scale_bias=scale_bias)
-    setattr(parent, child_name, lws)
-    return lws
+        raise TypeError(f"{method} needs '{classifier_name}' to be an nn.Linear, found {type(linear).__name__}")
+    layer = wrap(linear)
+    setattr(parent, child_name, layer)
+    return layer
+
+
+def replace_with_lws(model: nn.Module, classifier_name: str, *, class_rows: Rows, scale_bias: bool = False) -> LWSLinear:
+    """Replaces the ``nn.Linear`` at dotted path ``classifier_name`` in ``model`` by an
+    :class:`LWSLinear` sharing its tensors; returns the new module."""
+    return replace_linear(model, classifier_name,
+                          lambda linear: LWSLinear.from_linear(linear, class_rows=class_rows, scale_bias=scale_bias),
+                          "LWS")

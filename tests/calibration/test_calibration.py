@@ -16,7 +16,7 @@ from lt_det.calibration.fracal import FRACAL
 from lt_det.calibration.logit_adjustment import LogitAdjustment, label_prior
 from lt_det.calibration.norcal import NorCal, norcal_weights
 from lt_det.calibration.tau_norm import TauNormalization
-from lt_det.data.class_stats import ClassStats
+from lt_det.data.class_stats import ClassStats, get_class_stats
 from lt_det.losses.gumbel_ce import GumbelCE
 from lt_det.losses.sigmoid_ce import SigmoidCE
 from lt_det.losses.softmax_ce import SoftmaxCE
@@ -232,3 +232,15 @@ def test_a_method_needing_statistics_names_the_training_set(quick_cfg):
     cfg = quick_cfg("TEST.CALIBRATION.METHOD", "norcal", "TEST.CALIBRATION.NORCAL.GAMMA", 0.5)
     with pytest.raises(ValueError, match="needs the per-class training statistics of DATASETS.TRAIN"):
         build_calibration(cfg, None)
+
+
+def test_lazy_calibration_builds_what_the_config_keys_build(tiny_dataset_root):
+    from lt_det.lazy import calibration
+
+    built = calibration("norcal", "synthetic_lt_train", gamma=0.5, renorm=False)
+    assert isinstance(built, NorCal) and built.renorm is False
+    counts = torch.as_tensor(get_class_stats("synthetic_lt_train").image_count, dtype=torch.float64)
+    torch.testing.assert_close(built.weights, counts.pow(-0.5).float())
+    assert calibration("none") is None and calibration("norcal", "synthetic_lt_train") is None  # γ = 0
+    with pytest.raises(KeyError, match="no key 'gama'; valid: \\['gamma', 'renorm', 'weighting'\\]"):
+        calibration("norcal", "synthetic_lt_train", gama=0.5)

@@ -18,6 +18,7 @@ from lt_det.engine.decoupled import (
     prepare_stage2_model,
 )
 from lt_det.engine.decoupled_config import add_decoupled_config
+from lt_det.modeling.disalign import DisAlignLinear
 from lt_det.modeling.lws import LWSLinear
 
 C = 3  # foreground classes
@@ -259,3 +260,34 @@ def test_frozen_predictor_parameter_must_come_from_the_checkpoint(tmp_path):
     freeze_all_but(model, [CLS])
     with pytest.raises(ValueError, match=r"1 tensors missing \['roi_heads.box_predictor.bbox_pred.bias'\]"):
         load_stage1_checkpoint(model, path)
+
+
+# ---- DisAlign end to end on the toy model ----------------------------------------------------------
+
+DISALIGN_PARAMS = [f"{CLS}.logit_scale", f"{CLS}.logit_bias", f"{CLS}.confidence.weight", f"{CLS}.confidence.bias"]
+
+
+def test_disalign_stage2_trains_only_its_calibration(tmp_path):
+    torch.manual_seed(0)
+    stage1 = ToyDetector()
+    cfg = stage2_cfg(TRAINABLE=[f"{CLS}.logit_*", f"{CLS}.confidence"])
+    cfg.DECOUPLED.DISALIGN.ENABLED = True
+    cfg.MODEL.WEIGHTS = save_stage1(tmp_path, stage1)
+    model = ToyDetector()
+    assert sorted(prepare_stage2_model(model, cfg)) == sorted(DISALIGN_PARAMS)
+    assert load_stage1_weights(model, cfg) is False
+    assert isinstance(model.roi_heads.box_predictor.cls_score, DisAlignLinear)
+    before = snapshot(model)
+    train_few_steps(model, cfg)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]) != (name in DISALIGN_PARAMS), name
+    for name, value in stage1.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_lws_and_disalign_together_are_refused():
+    cfg = stage2_cfg(TRAINABLE=[f"{CLS}.scale"])
+    cfg.DECOUPLED.LWS.ENABLED = True
+    cfg.DECOUPLED.DISALIGN.ENABLED = True
+    with pytest.raises(ValueError, match="enable one"):
+        prepare_stage2_model(ToyDetector(), cfg)

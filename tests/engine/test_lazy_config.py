@@ -234,6 +234,19 @@ def test_lazy_stage2_trains_only_the_classifier_from_stage1(tiny_dataset_root, t
     assert changed == {"roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias"}
 
 
+def test_lazy_stage2_can_wrap_the_classifier_in_disalign(tiny_dataset_root):
+    from lt_det.engine.lazy_train import build_lazy_model
+    from lt_det.modeling.disalign import DisAlignLinear
+
+    cfg = load(os.path.join(LAZY, "demo_synthetic_lt_cRT.py"), *QUICK, "decoupled.disalign.enabled=True",
+               "decoupled.classifier_init=keep",
+               "decoupled.trainable=['roi_heads.box_predictor.cls_score.logit_*']")
+    model = build_lazy_model(cfg)
+    assert isinstance(model.roi_heads.box_predictor.cls_score, DisAlignLinear)
+    assert sorted(n for n, p in model.named_parameters() if p.requires_grad) == [
+        "roi_heads.box_predictor.cls_score.logit_bias", "roi_heads.box_predictor.cls_score.logit_scale"]
+
+
 @pytest.mark.parametrize("remove, named", [
     ("dataloader.evaluator", "dataloader.evaluator (the evaluator (lt_det.lazy.lvis_evaluator))"),
     ("train.max_iter", "train.max_iter (the number of iterations)"),

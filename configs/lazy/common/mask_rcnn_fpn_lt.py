@@ -24,7 +24,7 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.proposal_generator import RPN, StandardRPNHead
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead
 
-from lt_det.lazy import class_frequency, lt_loss
+from lt_det.lazy import calibration, class_frequency, lt_loss
 from lt_det.modeling.fast_rcnn import LTFastRCNNOutputLayers
 from lt_det.modeling.mask_head import ClassSelectMaskRCNNConvUpsampleHead
 from lt_det.modeling.roi_heads import LTStandardROIHeads
@@ -83,6 +83,10 @@ model = L(GeneralizedRCNN)(
             # are overridden by keyword (e.g. cls_loss.lambda_=0.00177 for "eql").
             cls_loss=L(lt_loss)(name="softmax_ce", num_classes="${..num_classes}", train_datasets=TRAIN_DATASETS),
             class_frequency=L(class_frequency)(train_datasets=TRAIN_DATASETS),  # per-group accuracy logs
+            # Post-hoc calibration of the test scores (the YACS TEST.CALIBRATION): "none", or any
+            # name of lt_det.calibration.list_calibrations(), its keys by their YACS names in
+            # lower case (e.g. calibration.method="norcal", calibration.gamma=0.6).
+            calibration=L(calibration)(method="none", train_datasets=TRAIN_DATASETS),
         ),
         mask_in_features=["p2", "p3", "p4", "p5"],
         mask_pooler=L(ROIPooler)(
