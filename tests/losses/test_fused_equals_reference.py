@@ -55,6 +55,8 @@ VARIANTS = [
     ("ecm", ["MODEL.LT_LOSS.ECM.FG_BG_RATIO", 0.0]),
     ("loce", []),
     ("loce", ["MODEL.LT_LOSS.LOCE.MOMENTUM", 0.5]),
+    ("grw", []),
+    ("grw", ["MODEL.LT_LOSS.GRW.RHO", 0.0]),
 ]
 DRAWS_UNIFORM = {"droploss", "softmax_eql"}  # the reference takes the fused path's U as ``u``
 R = 96
