@@ -15,36 +15,23 @@ Downstream projects register their own loss from any module::
 
 and select it with ``MODEL.LT_LOSS.NAME: "my_loss"``.
 """
-from typing import Dict, List, Type
+from typing import List, Type
 
-# name -> loss class. A plain dict: detectron2's Registry names entries by ``__name__`` only, and
-# config values here are short snake_case method names.
-_LOSSES: Dict[str, Type] = {}
+from lt_det.registry import NameRegistry
+
+_LOSSES = NameRegistry("loss", "losses", "MODEL.LT_LOSS.NAME", "the model is built")
 
 
 def register_loss(name: str):
     """Class decorator registering a loss under ``name`` (the value of MODEL.LT_LOSS.NAME)."""
-
-    def deco(cls):
-        if name in _LOSSES and _LOSSES[name] is not cls:
-            raise KeyError(f"A loss named '{name}' is already registered ({_LOSSES[name].__qualname__})")
-        _LOSSES[name] = cls
-        return cls
-
-    return deco
+    return _LOSSES.register(name)
 
 
 def list_losses() -> List[str]:
     """Sorted names of every registered loss."""
-    return sorted(_LOSSES)
+    return _LOSSES.names()
 
 
 def get_loss_class(name: str) -> Type:
     """The class registered as ``name``; an unknown name fails with the list of valid names."""
-    if name not in _LOSSES:
-        raise KeyError(
-            f"Unknown loss '{name}' (MODEL.LT_LOSS.NAME). Registered losses: {', '.join(list_losses())}. "
-            "A loss defined in another project must be imported (importing registers it) before "
-            "the model is built."
-        )
-    return _LOSSES[name]
+    return _LOSSES.get(name)
