@@ -194,6 +194,7 @@ def lvis_evaluator(
         train_image_count=None if stats is None else stats.image_count.tolist(),
         save_per_class_results=save_per_class_results,
         train_frequency=None if stats is None else stats.frequency.tolist(),
+        train_instance_count=None if stats is None else stats.instance_count.tolist(),
     )
 
 

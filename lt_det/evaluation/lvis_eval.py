@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backends import BACKENDS_READING_FREQUENCY, DEFAULT_BACKEND, get_backend
-from .metrics import METRICS, per_class_ap, summarize
+from .metrics import INSTANCE_BINS, METRICS, per_class_ap, summarize
 from .per_class import per_class_rows, save_per_class
 from .results_io import write_task_files
 
@@ -62,9 +62,16 @@ class GroundTruthInfo:
                            "pass the training image counts explicitly")
         return [c["image_count"] for c in self.categories]
 
+    def json_instance_counts(self) -> Optional[List[int]]:
+        """The json's own per-category ``instance_count`` (LVIS files carry the train split's), or
+        None when some category lacks it."""
+        if any("instance_count" not in c for c in self.categories):
+            return None
+        return [c["instance_count"] for c in self.categories]
 
-def _nan_metrics() -> Dict[str, float]:
-    return {m: float("nan") for m in METRICS}
+
+def _nan_metrics(with_bins: bool) -> Dict[str, float]:
+    return {m: float("nan") for m in METRICS + (tuple(INSTANCE_BINS) if with_bins else ())}
 
 
 def evaluate_lvis(
@@ -77,6 +84,7 @@ def evaluate_lvis(
     train_image_count: Optional[Sequence[int]] = None,
     save_per_class_results: bool = True,
     decode_rle: bool = True,
+    train_instance_count: Optional[Sequence[int]] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Evaluates the records; returns detectron2-style metrics in percent.
 
@@ -84,7 +92,9 @@ def evaluate_lvis(
     skips only the decoding of the masks' runs, for masks pycocotools' encoder wrote in this process
     (the evaluator's own), which are well-formed by construction.
 
-    Returns ``{task: {"AP", "AP50", ..., "APf"}}`` for the standard protocol (300 per image) and,
+    Returns ``{task: {"AP", "AP50", ..., "APf"}}`` for the standard protocol (300 per image), with
+    BAGS's AP1-AP4 when the training instance counts are known (``train_instance_count``, else
+    the json's ``instance_count``), and,
     with ``fixed_ap_dets_per_class``, also ``{task + "_fixed_ap": ...}`` (no per-image cap, that
     many detections per category over the split). A task without detections gets NaN metrics and
     a warning.
@@ -98,6 +108,10 @@ def evaluate_lvis(
                          f"has none; evaluate with another backend ({DEFAULT_BACKEND}) or add it to the json")
     cat_ids = [c["id"] for c in gt.categories]
     frequency = [c["frequency"] for c in gt.categories]
+    if train_instance_count is None:
+        train_instance_count = gt.json_instance_counts()
+    if train_instance_count is not None and len(train_instance_count) != len(cat_ids):
+        raise ValueError(f"{len(train_instance_count)} training instance counts for {len(cat_ids)} categories")
     if save_per_class_results:
         if train_image_count is None:
             train_image_count = gt.json_image_counts()
@@ -116,15 +130,15 @@ def evaluate_lvis(
         for task in tasks:
             if counts.get(task, 0) == 0:
                 logger.warning(f"No {task} detections to evaluate: {task}{suffix} metrics are NaN.")
-                results[task + suffix] = _nan_metrics()
+                results[task + suffix] = _nan_metrics(train_instance_count is not None)
                 ap_by_task[task] = np.full(len(cat_ids), np.nan)
                 continue
             logger.info(f"Evaluating {task}{suffix}: {counts[task]} detections, backend '{backend}'")
             precision = evaluate(gt.json_file, os.path.join(run_dir, f"lvis_results_{task}.json"), task, max_dets)
-            results[task + suffix] = {k: v * 100 for k, v in summarize(precision, frequency).items()}
+            results[task + suffix] = {k: v * 100 for k, v in summarize(precision, frequency, train_instance_count).items()}
             ap_by_task[task] = per_class_ap(precision)
         if save_per_class_results:
-            rows = per_class_rows(gt.categories, train_image_count, ap_by_task)
+            rows = per_class_rows(gt.categories, train_image_count, ap_by_task, train_instance_count)
             save_per_class(rows, {t: results[t + suffix] for t in tasks}, run_dir, "lvis" + suffix)
     return results
 
@@ -133,6 +147,8 @@ def format_metrics_table(results: Dict[str, Dict[str, float]]) -> str:
     """One row per task, one column per metric (percent, 2 decimals)."""
     from tabulate import tabulate
 
-    rows = [[task] + [("nan" if math.isnan(m[k]) else f"{m[k]:.2f}") for k in METRICS] for task, m in results.items()]
-    return tabulate(rows, headers=["task", *METRICS], tablefmt="pipe", stralign="right",
+    keys = list(METRICS) + [k for k in INSTANCE_BINS if any(k in m for m in results.values())]
+    rows = [[task] + [("nan" if math.isnan(m.get(k, math.nan)) else f"{m[k]:.2f}") for k in keys]
+            for task, m in results.items()]
+    return tabulate(rows, headers=["task", *keys], tablefmt="pipe", stralign="right",
                     disable_numparse=True)

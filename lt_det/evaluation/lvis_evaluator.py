@@ -41,7 +41,8 @@ class LVISEvaluator(DatasetEvaluator):
     """Evaluates ``instances`` outputs on a registered LVIS-format dataset.
 
     ``evaluate()`` returns ``{task: {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc",
-    "APf"}}`` in percent on the main process (plus ``{task}_fixed_ap`` with Fixed AP), and ``{}``
+    "APf"}}`` (and BAGS's "AP1" - "AP4" when training instance counts are known) in percent on the
+    main process (plus ``{task}_fixed_ap`` with Fixed AP), and ``{}``
     on the others.
     """
 
@@ -55,6 +56,7 @@ class LVISEvaluator(DatasetEvaluator):
         train_image_count: Optional[Sequence[int]] = None,
         save_per_class_results: bool = True,
         train_frequency: Optional[Sequence[str]] = None,
+        train_instance_count: Optional[Sequence[int]] = None,
     ):
         """
         Args:
@@ -69,6 +71,8 @@ class LVISEvaluator(DatasetEvaluator):
             save_per_class_results: write the per-class CSV/JSON/plots.
             train_frequency: (K,) the training set's r/c/f groups in ascending category id order,
                 for a json whose categories have no ``frequency``.
+            train_instance_count: (K,) training instances per category, same order, for BAGS's
+                AP1-AP4 bins; None reads the json's ``instance_count`` (no bins without it).
         """
         meta = MetadataCatalog.get(dataset_name)
         self._json_file = meta.json_file  # read by the main process only, in evaluate()
@@ -81,6 +85,7 @@ class LVISEvaluator(DatasetEvaluator):
         self._train_image_count = train_image_count
         self._save_per_class = save_per_class_results
         self._train_frequency = train_frequency
+        self._train_instance_count = train_instance_count
         self._writer: Optional[ShardWriter] = None
 
     def reset(self):
@@ -119,6 +124,7 @@ class LVISEvaluator(DatasetEvaluator):
                 train_image_count=self._train_image_count,
                 save_per_class_results=self._save_per_class,
                 decode_rle=False,  # every mask was encoded by pycocotools in process()
+                train_instance_count=self._train_instance_count,
             )
         except Exception:
             path = os.path.join(self._output_dir, DETECTIONS_FILE)
@@ -167,4 +173,5 @@ def build_lvis_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = Non
         train_image_count=None if stats is None else stats.image_count.tolist(),
         save_per_class_results=ev.PER_CLASS,
         train_frequency=None if stats is None else stats.frequency.tolist(),
+        train_instance_count=None if stats is None else stats.instance_count.tolist(),
     )

@@ -3,8 +3,9 @@
 Files written next to the metrics (``{prefix}`` is "lvis" or "lvis_fixed_ap"):
 
 * ``{prefix}_per_class.csv`` / ``.json``: one row per category: ``category_id``, ``name``,
-  ``frequency`` (r/c/f), ``train_image_count``, then ``AP_{task}`` per task (percent, empty / null
-  when the category has no ground truth in the evaluated split).
+  ``frequency`` (r/c/f), ``train_image_count``, ``train_instance_count`` and ``instance_bin``
+  (AP1-AP4's bin) when the instance counts are known, then ``AP_{task}`` per task (percent,
+  empty / null when the category has no ground truth in the evaluated split).
 * ``{prefix}_ap_vs_image_count_{task}.png``: per-class AP against training image count (log x),
   coloured by group.
 * ``{prefix}_ap_by_group_{task}.png``: AP, APr, APc, APf as bars.
@@ -13,9 +14,11 @@ import csv
 import json
 import math
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from .metrics import instance_bin
 
 __all__ = ["per_class_rows", "save_per_class"]
 
@@ -23,7 +26,8 @@ _GROUP_COLOURS = {"r": "tab:red", "c": "tab:orange", "f": "tab:blue"}
 
 
 def per_class_rows(
-    categories: Sequence[dict], train_image_count: Sequence[int], ap_by_task: Dict[str, np.ndarray]
+    categories: Sequence[dict], train_image_count: Sequence[int], ap_by_task: Dict[str, np.ndarray],
+    train_instance_count: Optional[Sequence[int]] = None,
 ) -> List[dict]:
     """Rows for the CSV/JSON.
 
@@ -32,11 +36,16 @@ def per_class_rows(
             ``frequency``).
         train_image_count: (K,) training images per category, same order.
         ap_by_task: {task: (K,) AP as a fraction, NaN when undefined}.
+        train_instance_count: (K,) training instances per category, same order; adds the
+            columns ``train_instance_count`` and ``instance_bin`` (AP1-AP4's bin, None for 0).
     """
     rows = []
     for k, cat in enumerate(categories):
         row = {"category_id": cat["id"], "name": cat.get("name", str(cat["id"])),
                "frequency": cat["frequency"], "train_image_count": int(train_image_count[k])}
+        if train_instance_count is not None:
+            row["train_instance_count"] = int(train_instance_count[k])
+            row["instance_bin"] = instance_bin(int(train_instance_count[k]))
         for task, ap in ap_by_task.items():
             row[f"AP_{task}"] = None if math.isnan(ap[k]) else float(ap[k] * 100)
         rows.append(row)

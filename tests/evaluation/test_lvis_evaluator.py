@@ -158,9 +158,17 @@ def test_per_class_counts_come_from_training_class_stats(tmp_path):
     evaluator.reset()
     for image_id in (1, 2):
         evaluator.process(*_model_output(image_id))
-    evaluator.evaluate()
+    results = evaluator.evaluate()
     with open(tmp_path / "out" / "lvis_per_class.csv") as f:
-        assert [r["train_image_count"] for r in csv.DictReader(f)] == ["700", "40", "5"]
+        rows = list(csv.DictReader(f))
+    assert [r["train_image_count"] for r in rows] == ["700", "40", "5"]
+    # BAGS's bins from the training instance counts 1400, 80, 10: AP4, AP2, AP2 (class 3 has no
+    # ground truth in this split, so AP2 is class 2's alone); AP1 and AP3 hold no class
+    assert [r["instance_bin"] for r in rows] == ["AP4", "AP2", "AP2"]
+    for task in ("bbox", "segm"):
+        m = results[task]
+        assert m["AP4"] == pytest.approx(AP_1 * 100, abs=1e-9) and m["AP2"] == pytest.approx(AP_2 * 100, abs=1e-9)
+        assert math.isnan(m["AP1"]) and math.isnan(m["AP3"])
 
 
 def _tool():
