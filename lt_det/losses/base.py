@@ -212,11 +212,16 @@ def positive_counts(counts) -> torch.Tensor:
 
 
 def tail_classes(image_frequency, threshold: float, loss_name: str) -> torch.Tensor:
-    """T_j = 1[f_j < lambda] as a float (K,) tensor; logs which classes are tail, once per loss."""
-    tail = torch.as_tensor(np.asarray(image_frequency, dtype=np.float64) < threshold)
+    """T_j = 1[f_j < lambda] as a float (K,) tensor; logs which classes are tail, once per loss,
+    with EQL's tail ratio TR(lambda) = sum_j T_j N_j / sum_j N_j (N_j: images of class j, so
+    f_j's weights: the share of the class-image pairs that belong to tail classes)."""
+    frequency = np.asarray(image_frequency, dtype=np.float64)
+    tail = torch.as_tensor(frequency < threshold)
     ids = tail.nonzero().squeeze(1).tolist()
+    tail_ratio = float(frequency[tail.numpy()].sum() / frequency.sum()) if frequency.sum() > 0 else float("nan")
     logger.info(
         f"{loss_name}: lambda = {threshold} marks {len(ids)} of {len(tail)} classes as tail "
-        f"({100.0 * len(ids) / max(len(tail), 1):.1f}%), contiguous ids: {ids}"
+        f"({100.0 * len(ids) / max(len(tail), 1):.1f}%; tail ratio TR = {100.0 * tail_ratio:.2f}%), "
+        f"contiguous ids: {ids}"
     )
     return tail.float()

@@ -3,6 +3,7 @@
 Shared example: K = 3 classes, R = 3 RoIs (two foreground, one background), reduction sum / R.
 """
 import math
+import re
 
 import pytest
 import torch
@@ -280,14 +281,19 @@ def test_tail_classes_are_logged(caplog):
     with caplog.at_level("INFO"):
         EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold=0.02)
     assert "marks 2 of 3 classes as tail" in caplog.text and "[1, 2]" in caplog.text
+    # TR = (0.01 + 0.0005) / (0.5 + 0.01 + 0.0005) = 0.0105 / 0.5105 = 2.057 %
+    assert "tail ratio TR = 2.06%" in caplog.text
 
 
 @pytest.mark.parametrize(
-    "cat_info, num_images, threshold, num_tail",
-    [("lvis_v1_train_cat_info.json", 99388, 0.0011, 815), ("lvis_v0.5_train_cat_info.json", 56740, 0.00177, 915)],
+    "cat_info, num_images, threshold, num_tail, tail_ratio",
+    [("lvis_v1_train_cat_info.json", 99388, 0.0011, 815, 5.9),
+     ("lvis_v0.5_train_cat_info.json", 56740, 0.00177, 915, 9.1)],
 )
-def test_released_lambdas_mark_the_released_tail_counts(cat_info, num_images, threshold, num_tail):
+def test_released_lambdas_mark_the_released_tail_counts(cat_info, num_images, threshold, num_tail, tail_ratio,
+                                                        caplog):
     # EQL's released values: v1 lambda = 0.0011 marks 815 classes; v0.5 lambda = 0.00177 marks 915 (r + c).
+    # Their tail ratios (docs/losses.md: 5.9% and 9.1%, in the paper's good range 2-10%).
     import json
     import pathlib
 
@@ -295,8 +301,12 @@ def test_released_lambdas_mark_the_released_tail_counts(cat_info, num_images, th
 
     with open(pathlib.Path(__file__).parents[1] / "data" / cat_info) as f:
         stats = ClassStats.from_records(sorted(json.load(f), key=lambda c: c["id"]), num_images)
-    loss = EqualizationLoss(num_classes=stats.num_classes, image_frequency=stats.image_frequency, threshold=threshold)
+    with caplog.at_level("INFO"):
+        loss = EqualizationLoss(num_classes=stats.num_classes, image_frequency=stats.image_frequency,
+                                threshold=threshold)
     assert int(loss.tail.sum()) == num_tail
+    logged = float(re.search(r"tail ratio TR = ([0-9.]+)%", caplog.text).group(1))
+    assert logged == pytest.approx(tail_ratio, abs=0.05)
 
 
 def test_class_balanced_focal_by_hand():
