@@ -30,6 +30,7 @@ VARIANTS = [
     ("class_balanced", []),
     ("balanced_softmax", []),
     ("balanced_softmax", ["MODEL.LT_LOSS.BALANCED_SOFTMAX.BACKGROUND", "none"]),
+    ("balanced_softmax", ["MODEL.LT_LOSS.BALANCED_SOFTMAX.EXPONENT", 0.25]),
     ("balanced_sigmoid", []),
     ("balanced_sigmoid", ["MODEL.LT_LOSS.BALANCED_SIGMOID.FORM", "paper"]),
     ("eql", []),

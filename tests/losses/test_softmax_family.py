@@ -105,6 +105,20 @@ def test_balanced_softmax_by_hand(check):
     check(loss, LOGITS, GT, expected, grad)
 
 
+def test_balanced_softmax_eq_28_form_by_hand(check):
+    # q = 1/4: counts 16, 81, 1 give shifts log 2, log 3, 0; "none" leaves the background at 0
+    shift = [math.log(2.0), math.log(3.0), 0.0, 0.0]
+    shifted = [[z + s for z, s in zip(row, shift)] for row in LOGITS]
+    expected, grad = mean_ce(shifted, GT)
+    loss = BalancedSoftmax(num_classes=K, instance_count=[16, 81, 1], background="none", exponent=0.25)
+    check(loss, LOGITS, GT, expected, grad)
+
+
+def test_balanced_softmax_with_exponent_zero_is_ce(check):
+    expected, grad = mean_ce(LOGITS, GT)
+    check(BalancedSoftmax(num_classes=K, instance_count=[100, 10, 1], exponent=0.0), LOGITS, GT, expected, grad)
+
+
 def test_balanced_softmax_with_equal_counts_is_ce(check):
     # n_bg = K n (1 - P) / P equals n when P = K / (K + 1): every logit gets the same shift.
     loss = BalancedSoftmax(num_classes=K, instance_count=[7, 7, 7], positive_fraction=K / (K + 1))
