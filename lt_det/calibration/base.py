@@ -48,6 +48,8 @@ class Calibration(nn.Module, metaclass=ABCMeta):
 
     #: The key (in the method's config node) that ``tools/calibration_sweep.py`` sweeps by default.
     sweep_key: str = ""
+    #: Whether ``from_config`` reads the training set's class statistics.
+    needs_class_stats: bool = True
 
     @classmethod
     def is_identity(cls, node) -> bool:

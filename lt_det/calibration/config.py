@@ -41,7 +41,7 @@ def build_calibration(cfg: CN, class_stats: Optional[ClassStats]) -> Optional[Ca
     if cls.is_identity(cfg.TEST.CALIBRATION[method.upper()]):
         logger.info(f"TEST.CALIBRATION.{method.upper()} makes '{method}' the identity: no calibration")
         return None
-    if class_stats is None and method != "tau_norm":
+    if class_stats is None and cls.needs_class_stats:
         raise ValueError(
             f"Calibration '{method}' (TEST.CALIBRATION.METHOD) needs the per-class training statistics of "
             f"DATASETS.TRAIN = {tuple(cfg.DATASETS.TRAIN)}, which has none (register the dataset with its "

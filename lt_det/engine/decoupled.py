@@ -6,16 +6,16 @@ A stage-2 run builds the model for its own loss (which may need a different numb
 then, in this order:
 
 1. :func:`prepare_stage2_model` (from ``Trainer.build_model``, before the optimizer exists): wraps
-   the classifier in LWS scales or DisAlign's calibration if asked, freezes every parameter that no ``DECOUPLED.TRAINABLE``
-   pattern matches, pins every BatchNorm in eval mode, logs what trains. detectron2's optimizer
-   skips parameters without ``requires_grad``, so it then holds only the trainable ones.
+   the classifier in LWS scales or DisAlign's calibration if asked, freezes every parameter that
+   no ``DECOUPLED.TRAINABLE`` pattern matches, pins every BatchNorm in eval mode, logs what
+   trains. detectron2's optimizer skips parameters without ``requires_grad``, so it then holds
+   only the trainable ones.
 2. :func:`load_stage1_weights` (from ``Trainer.resume_or_load`` when not resuming stage 2): loads
    the stage-1 checkpoint ``MODEL.WEIGHTS``; the classifier is taken from it or left at the fresh
    initialisation the new loss gave it at build time (``DECOUPLED.CLASSIFIER_INIT``).
 
 Stage 2 may change only the box predictor (its classifier, its loss's state, LWS scales, DisAlign's
-parameters); every
-other tensor must come from the stage-1 checkpoint with the same shape.
+parameters); every other tensor must come from the stage-1 checkpoint with the same shape.
 """
 import fnmatch
 import logging
@@ -45,6 +45,7 @@ __all__ = [
     "prepare_stage2_model",
     "prepare_stage2",
     "load_stage1_weights",
+    "stage1_classifier_init",
 ]
 
 PREDICTOR = "roi_heads.box_predictor"  # detectron2's StandardROIHeads.box_predictor
@@ -277,10 +278,14 @@ def prepare_stage2(
     return trainable
 
 
-def load_stage1_weights(model: nn.Module, cfg) -> bool:
-    """:func:`load_stage1_checkpoint` of ``cfg.MODEL.WEIGHTS`` with ``cfg.DECOUPLED``'s options.
+def stage1_classifier_init(classifier_init: str, lws: bool, disalign: bool) -> str:
+    """The ``classifier_init`` mode of :func:`load_stage1_checkpoint`: "keep" with LWS or DisAlign
+    (they calibrate the stage-1 classifier, which must therefore be loaded), else ``classifier_init``."""
+    return "keep" if lws or disalign else classifier_init
 
-    With LWS or DisAlign the stage-1 classifier is required ("keep"): they calibrate it.
-    """
-    mode = "keep" if cfg.DECOUPLED.LWS.ENABLED or cfg.DECOUPLED.DISALIGN.ENABLED else cfg.DECOUPLED.CLASSIFIER_INIT
+
+def load_stage1_weights(model: nn.Module, cfg) -> bool:
+    """:func:`load_stage1_checkpoint` of ``cfg.MODEL.WEIGHTS`` with ``cfg.DECOUPLED``'s options."""
+    d = cfg.DECOUPLED
+    mode = stage1_classifier_init(d.CLASSIFIER_INIT, d.LWS.ENABLED, d.DISALIGN.ENABLED)
     return load_stage1_checkpoint(model, cfg.MODEL.WEIGHTS, classifier_init=mode)

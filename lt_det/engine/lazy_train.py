@@ -42,7 +42,7 @@ from ..evaluation.backends import DEFAULT_BACKEND
 from ..modeling.fast_rcnn import LTFastRCNNOutputLayers
 from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config, check_test_datasets
-from .decoupled import load_stage1_checkpoint, prepare_stage2
+from .decoupled import load_stage1_checkpoint, prepare_stage2, stage1_classifier_init
 from .distributed import broadcast_buffers_from_main
 from .hooks import ExactResumeHook, FinishedTrainingEvalHook, insert_crash_checkpointer
 
@@ -192,7 +192,7 @@ def do_train(cfg, resume: bool = False) -> None:
     d = _decoupled(cfg)
     if d is not None and not (resume and checkpointer.has_checkpoint()):
         # stage 2 starts from the stage-1 model at iteration 0 (unless resuming its own run)
-        mode = "keep" if d.lws.enabled or _disalign(d) else d.classifier_init
+        mode = stage1_classifier_init(d.classifier_init, d.lws.enabled, _disalign(d))
         load_stage1_checkpoint(model, cfg.train.init_checkpoint, classifier_init=mode)
         start_iter = 0
     else:
