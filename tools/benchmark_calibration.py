@@ -115,5 +115,6 @@ def main():
                 calibrated = calibration(scores, logits, loss, classifier)
             print(f"  {name:<18}{1e3 * t:>9.2f} ms{100 * t / base:>15.2f}%{int((calibrated[:, :k] > 1e-4).sum()):>12}")
 
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ __all__ = ["add_calibration_config", "build_calibration"]
 
 logger = logging.getLogger(__name__)
 
+
 def add_calibration_config(cfg: CN) -> None:
     """Add ``TEST.CALIBRATION`` and each registered calibration's keys to ``cfg`` (in place)."""
     cfg.TEST.CALIBRATION = CN()
