@@ -167,6 +167,7 @@ EXPECTED = {
            ("eql_rfs", Row("eql", D2_1X, RFS, 0.0005, depth=d, **EQL_V05)))},
     "EQL/mask_rcnn_R_50_FPN_25ep_softmax.yaml": Row("softmax_ce", EQL_PAPER, dataset="lvis_v0.5_train"),
     "EQL/mask_rcnn_R_50_FPN_25ep_eql.yaml": Row("eql", EQL_PAPER, **EQL_V05),
+    "EQL/mask_rcnn_R_50_FPN_25ep_eql_without_exclusion.yaml": Row("eql", EQL_PAPER, **EQL_V05),
 }
 
 
@@ -202,6 +203,7 @@ def test_config_selects_its_rows_loss_sampler_and_schedule(rel):
         assert loss.ACTIVATION == row.activation
     if row.tail_threshold:
         assert loss.TAIL_THRESHOLD == pytest.approx(row.tail_threshold)
+    assert loss.EQL.EXCLUDE_BACKGROUND == ("without_exclusion" not in rel)
     if row.others_ratio:
         assert loss.BAGS.OTHERS_RATIO == row.others_ratio
     assert cfg.DATALOADER.SAMPLER_TRAIN == row.sampler

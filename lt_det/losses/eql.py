@@ -10,6 +10,8 @@ frequency) and
 
 on foreground RoIs the negative terms of tail classes are removed; background RoIs keep every
 term. lambda: 0.0011 on LVIS v1 (815 tail classes), 0.00177 on v0.5 (915 = rare + common).
+Without the excluding function E(r) (the paper's Table 4 ablation, ``EXCLUDE_BACKGROUND False``),
+E_i = 1 for every RoI: background RoIs lose their tail negatives too (the paper: 0.6 AP lower).
 
 Image-label option (the paper's LVIS rule, not in the released code): a class verified in the
 RoI's image (LVIS ``pos_category_ids`` or ``neg_category_ids``) is never ignored:
@@ -67,11 +69,13 @@ class EqualizationLoss(BinaryLoss):
         image_frequency: Sequence[float],
         threshold: float = 0.0011,
         use_image_labels: bool = False,
+        exclude_background: bool = True,
         activation: str = "sigmoid",
         prior_prob: float = 0.001,
     ):
         super().__init__(num_classes, activation, prior_prob, background_logit=False)
         self.use_image_labels = use_image_labels
+        self.exclude_background = exclude_background
         tail = tail_classes(image_frequency, threshold, "EQL")
         self.register_buffer("tail", tail, persistent=False)  # (K,) float 0 / 1: T_j
 
@@ -81,6 +85,9 @@ class EqualizationLoss(BinaryLoss):
         # The paper's LVIS rule (not in the released code): never ignore a class in the image's
         # pos_category_ids or neg_category_ids. Needs lt_det.data.image_labels.ImageLabelDatasetMapper.
         cfg.MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS = False
+        # E(r), the excluding function (paper eq. 7 and Table 4): True keeps every term of background
+        # RoIs (the paper's and the released EQL); False applies the tail rule to background RoIs too.
+        cfg.MODEL.LT_LOSS.EQL.EXCLUDE_BACKGROUND = True
 
     @classmethod
     def from_config(cls, cfg, class_stats: Optional[ClassStats] = None):
@@ -90,6 +97,7 @@ class EqualizationLoss(BinaryLoss):
             "image_frequency": stats.image_frequency,
             "threshold": cfg.MODEL.LT_LOSS.TAIL_THRESHOLD,
             "use_image_labels": cfg.MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS,
+            "exclude_background": cfg.MODEL.LT_LOSS.EQL.EXCLUDE_BACKGROUND,
             "activation": cfg.MODEL.LT_LOSS.ACTIVATION,
         }
 
@@ -99,10 +107,16 @@ class EqualizationLoss(BinaryLoss):
             return None
         return 1.0 - verified_classes(proposals, self.num_classes).float()
 
+    def excluded(self, gt_classes) -> torch.Tensor:
+        """(R,) float E(r): 1 on foreground RoIs, 0 on background ones; all 1 without E(r)."""
+        if not self.exclude_background:
+            return torch.ones_like(gt_classes, dtype=torch.float)
+        return (gt_classes < self.num_classes).float()
+
     def loss(self, logits, gt_classes, proposals=None, **extras):
         """(R, K) logits, (R,) labels [, proposals with ``gt_image_labels``] -> sum w BCE / R."""
         y = onehot_targets(gt_classes, self.num_classes)
-        E = (gt_classes < self.num_classes).float()[:, None]
+        E = self.excluded(gt_classes)[:, None]
         T = self.tail[None, :]
         unverified = 1.0 if not self.use_image_labels else self.unverified(proposals)  # 1 - V
         w = 1 - E * T * unverified * (1 - y)
@@ -111,5 +125,5 @@ class EqualizationLoss(BinaryLoss):
     def fused_loss(self, logits, gt_classes, proposals=None, **extras):
         return fused.weighted_binary_loss(
             logits, gt_classes, activation=self.activation, ignore_cols=self.tail,
-            ignore_rows=(gt_classes < self.num_classes).float(), ignore_full=self.unverified(proposals),
+            ignore_rows=self.excluded(gt_classes), ignore_full=self.unverified(proposals),
         )

@@ -36,6 +36,7 @@ VARIANTS = [
     ("eql", []),
     ("eql", ["MODEL.LT_LOSS.ACTIVATION", "gumbel"]),
     ("eql", ["MODEL.LT_LOSS.EQL.USE_IMAGE_LABELS", True]),
+    ("eql", ["MODEL.LT_LOSS.EQL.EXCLUDE_BACKGROUND", False]),
     ("softmax_eql", []),
     ("softmax_eql", ["MODEL.LT_LOSS.SOFTMAX_EQL.GAMMA", 0.3]),
     ("droploss", []),

@@ -104,9 +104,9 @@ def test_eql_lambda_zero_is_plain_binary_loss(activation, check):
               expected, grad)
 
 
-def eql_weight(tail, gt, verified=None):
+def eql_weight(tail, gt, verified=None, exclude_background=True):
     def w(i, j):
-        fg = gt[i] < K
+        fg = gt[i] < K if exclude_background else 1.0  # E(r)
         y = gt[i] == j
         unverified = 1.0 if verified is None else 1.0 - verified[i][j]
         return 1.0 - fg * tail[j] * unverified * (1 - y)
@@ -122,6 +122,23 @@ def test_eql_removes_tail_negatives_on_foreground_rois(check):
     # RoI 0 (class 0) loses the tail negatives 1 and 2; RoI 1 (class 2) loses class 1 only.
     assert grad[0][1] == 0 and grad[0][2] == 0 and grad[1][1] == 0 and grad[1][2] != 0
     check(loss, LOGITS, GT, expected, grad)
+
+
+def test_eql_without_the_excluding_function_drops_tail_negatives_of_background_rois(check):
+    # E(r) off (the paper's Table 4): background RoI 2 loses the negatives of tail classes 1 and 2.
+    loss = EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold=0.02, exclude_background=False)
+    expected, grad = weighted_bce(LOGITS, GT, eql_weight([0, 1, 1], GT, exclude_background=False))
+    assert grad[2][0] != 0 and grad[2][1] == 0 and grad[2][2] == 0
+    check(loss, LOGITS, GT, expected, grad)
+
+
+def test_eql_excluding_function_changes_nothing_on_foreground_rois(check):
+    # Every RoI foreground: E(r) = 1 either way, so the two settings give EQL's values.
+    gt = [0, 2, 1]
+    expected, grad = weighted_bce(LOGITS, gt, eql_weight([0, 1, 1], gt))
+    for exclude in (True, False):
+        check(EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold=0.02, exclude_background=exclude),
+              LOGITS, gt, expected, grad)
 
 
 def test_eql_image_labels_keep_verified_classes(check):
