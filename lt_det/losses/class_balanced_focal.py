@@ -9,7 +9,7 @@ passes the class weights as alpha):
 
 Scores: sigma, then a background column.
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -34,19 +34,20 @@ class ClassBalancedFocal(BinaryLoss):
         num_classes: int,
         instance_count: Sequence[int],
         beta: float = 0.999,
+        clip: Tuple[float, ...] = (),
         gamma: float = 2.0,
         background_logit: bool = True,
         prior_prob: float = 0.0,
     ):
         super().__init__(num_classes, "sigmoid", prior_prob, background_logit)
         self.gamma = gamma
-        weights = class_balanced_weights(instance_count, beta)
+        weights = class_balanced_weights(instance_count, beta, tuple(clip))
         self.register_buffer("class_weights", torch.cat([weights.float(), weights.new_ones(1).float()]),
                              persistent=False)  # (K + 1,), bg = 1
 
     @classmethod
     def add_config(cls, cfg):
-        ClassBalancedCE.add_config(cfg)  # CLASS_BALANCED.BETA
+        ClassBalancedCE.add_config(cfg)  # CLASS_BALANCED.BETA and .CLIP
         SigmoidFocalLoss.add_config(cfg)  # FOCAL.GAMMA and the sigmoid layout keys
 
     @classmethod
@@ -56,6 +57,7 @@ class ClassBalancedFocal(BinaryLoss):
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "instance_count": stats.instance_count,
             "beta": cfg.MODEL.LT_LOSS.CLASS_BALANCED.BETA,
+            "clip": cfg.MODEL.LT_LOSS.CLASS_BALANCED.CLIP,
             "gamma": cfg.MODEL.LT_LOSS.FOCAL.GAMMA,
             "background_logit": cfg.MODEL.LT_LOSS.SIGMOID.BACKGROUND_LOGIT,
             "prior_prob": cfg.MODEL.LT_LOSS.SIGMOID.PRIOR_PROB,

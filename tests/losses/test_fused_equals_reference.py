@@ -28,6 +28,7 @@ VARIANTS = [
     ("class_balanced_focal", []),
     ("inverse_frequency", []),
     ("class_balanced", []),
+    ("class_balanced", ["MODEL.LT_LOSS.CLASS_BALANCED.CLIP", (0.01, 5.0)]),
     ("balanced_softmax", []),
     ("balanced_softmax", ["MODEL.LT_LOSS.BALANCED_SOFTMAX.BACKGROUND", "none"]),
     ("balanced_softmax", ["MODEL.LT_LOSS.BALANCED_SOFTMAX.EXPONENT", 0.25]),

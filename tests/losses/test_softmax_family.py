@@ -92,6 +92,27 @@ def test_class_balanced_by_hand(check):
     check(ClassBalancedCE(num_classes=K, instance_count=counts, beta=beta), LOGITS, GT, expected, grad)
 
 
+def test_class_balanced_truncation_by_hand(check):
+    # beta = 0.5, counts 1, 2, 3: normalised weights 3 * [1, 2/3, 4/7] / (1 + 2/3 + 4/7) =
+    # [1.3404, 0.8936, 0.7660]; BAGS's truncation to [0.8, 1.2] gives [1.2, 0.8936, 0.8].
+    beta, counts = 0.5, [1, 2, 3]
+    raw = [1.0, 2 / 3, 4 / 7]
+    w = [min(max(r * 3 / sum(raw), 0.8), 1.2) for r in raw] + [1.0]
+    assert w[0] == 1.2 and w[2] == 0.8 and 0.8 < w[1] < 1.2
+    expected, grad = mean_ce(LOGITS, GT, lambda i: w[GT[i]])
+    check(ClassBalancedCE(num_classes=K, instance_count=counts, beta=beta, clip=(0.8, 1.2)), LOGITS, GT,
+          expected, grad)
+    # a range holding every weight truncates nothing: the untruncated loss
+    wide = ClassBalancedCE(num_classes=K, instance_count=counts, beta=beta, clip=(0.01, 5.0))
+    torch.testing.assert_close(wide.class_weights, ClassBalancedCE(num_classes=K, instance_count=counts,
+                                                                   beta=beta).class_weights)
+
+
+def test_class_balanced_truncation_must_be_a_range():
+    with pytest.raises(ValueError, match="CLASS_BALANCED.CLIP"):
+        ClassBalancedCE(num_classes=K, instance_count=[1, 2, 3], clip=(5.0, 0.01))
+
+
 def test_balanced_softmax_by_hand(check):
     counts, p = [100, 10, 1], 0.25
     shift = [math.log(c) for c in counts] + [math.log(sum(counts) * 0.75 / 0.25)]
