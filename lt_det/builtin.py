@@ -11,23 +11,28 @@ data loader, as detectron2's ``data/datasets/builtin.py`` registers detectron2's
 * registers the generated synthetic set as ``synthetic_lt_{train,val}`` under
   ``$DETECTRON2_DATASETS/synthetic_lt`` (default ``datasets/``, relative to the working directory
   as detectron2's own built-ins are), and the benchmark's sets
-  (:mod:`lt_det.benchmark.data`) next to it.
+  (:mod:`lt_det.benchmark.data`) next to it;
+* registers COCO-LT (:mod:`lt_det.data.coco_lt`) as ``coco_lt_{train,val}``: the jsons
+  ``coco_lt/coco_lt_{train,val}.json`` that ``tools/build_coco_lt.py`` writes, the images in
+  ``coco/`` (``train2017/``, ``val2017/``), both under the same root.
 """
 import os
 
 from .benchmark.data import register_benchmark_datasets
 from .compat import restore_numpy_aliases
+from .data.coco_lt import register_coco_lt
 from .data.datasets import register_synthetic_lt, reregister_builtin_lvis
 
 __all__ = ["register_all_builtin", "setup_environment"]
 
 
 def register_all_builtin(root: str) -> None:
-    """Routes detectron2's LVIS names through lt_det's loader and registers the synthetic sets
-    under ``root`` (names registered already are kept)."""
+    """Routes detectron2's LVIS names through lt_det's loader and registers the synthetic sets and
+    COCO-LT under ``root`` (names registered already are kept)."""
     reregister_builtin_lvis()
     register_synthetic_lt(os.path.join(root, "synthetic_lt"))
     register_benchmark_datasets(root)
+    register_coco_lt(os.path.join(root, "coco_lt"), os.path.join(root, "coco"))
 
 
 def setup_environment() -> None:
