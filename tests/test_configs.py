@@ -15,7 +15,7 @@ from lt_det.data import get_class_stats
 from lt_det.calibration import get_calibration_class
 from lt_det.calibration.fractal_dimension import save_fractal_dimensions
 from lt_det.losses import get_loss_class, resolve_loss_name
-from lvis_stats import set_lvis_statistics
+from lvis_stats import set_coco_lt_stand_in_statistics, set_lvis_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # configs/benchmark/methods.yaml is the benchmark's method list, not a detectron2 config
@@ -29,6 +29,7 @@ TINY_STAND_IN = {("synthetic_lt_bench_train",), ("synthetic_pretrain_train",)}
 @pytest.fixture(scope="module", autouse=True)
 def lvis_statistics():
     set_lvis_statistics()
+    set_coco_lt_stand_in_statistics()
 
 
 def test_there_are_configs():

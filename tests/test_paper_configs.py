@@ -35,6 +35,7 @@ GOL_1X = mmdet_schedule(12, (8, 11), V1, 0.02)
 GOL_2X = mmdet_schedule(24, (16, 22), V1, 0.02)
 GOL_2X_V05 = mmdet_schedule(24, (16, 22), V05, 0.02)
 BAGS_12EP = mmdet_schedule(12, (8, 11), V05, 0.01)
+BAGS_COCO_LT_12EP = mmdet_schedule(12, (8, 11), 9_100, 0.01)  # the paper's 9,100 COCO-LT images
 EQL_PAPER = mmdet_schedule(25, (16, 22), V05, 0.04, batch=32)
 D2_1X = dict(max_iter=90_000, lr_steps=(60_000, 80_000), batch=16, lr=0.02)
 # BALMS: 25 epochs, steps at detectron2's 2/3 and 8/9 (the report gives none); stage 2: 10 epochs,
@@ -159,6 +160,12 @@ EXPECTED = {
     "BAGS/faster_rcnn_R_50_FPN_focal_fc_cls.yaml": bags("focal"),
     "BAGS/mask_rcnn_R_50_FPN_softmax.yaml": bags("softmax_ce", trainable=None, mask_on=True),
     "BAGS/mask_rcnn_R_50_FPN_bags.yaml": bags("bags", beta=8.0, mask_on=True),
+    # BAGS supplementary Table 2: COCO-LT
+    **{f"BAGS/coco_lt_{arch}_rcnn_R_50_FPN_{name}.yaml":
+       Row(name if name == "bags" else "softmax_ce", BAGS_COCO_LT_12EP, dataset="coco_lt_train",
+           mask_on=arch == "mask", trainable=tuple(CLASSIFIER) if name == "bags" else None,
+           classifier_init="auto" if name == "bags" else None, others_ratio=8.0 if name == "bags" else None)
+       for arch in ("faster", "mask") for name in ("softmax", "bags")},
     # EQL: the released results table (R50, R101) and the paper's recipe
     **{f"EQL/mask_rcnn_R_{d}_FPN_1x_{name}.yaml": row
        for d in (50, 101) for name, row in (
@@ -213,7 +220,8 @@ def test_config_selects_its_rows_loss_sampler_and_schedule(rel):
     assert (solver.MAX_ITER, tuple(solver.STEPS)) == (schedule["max_iter"], schedule["lr_steps"])
     assert (solver.IMS_PER_BATCH, solver.BASE_LR) == (schedule["batch"], pytest.approx(schedule["lr"]))
     assert cfg.DATASETS.TRAIN == (row.dataset,)
-    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == (1203 if row.dataset == "lvis_v1_train" else 1230)
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == {"lvis_v1_train": 1203, "lvis_v0.5_train": 1230, "coco_lt_train": 80}[
+        row.dataset]
     assert cfg.MODEL.RESNETS.DEPTH == row.depth and cfg.MODEL.MASK_ON == row.mask_on
     assert (cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST, cfg.MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE) == (
         (0.3, 20.0) if row.enh else (0.5, 0.0))
