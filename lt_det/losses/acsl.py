@@ -183,11 +183,25 @@ class AdaptiveClassSuppressionLoss(BinaryLoss):
         return (w * binary_cross_entropy(logits, y, self.activation)).sum() / len(logits)
 
     def fused_loss(self, logits, gt_classes, **extras):
-        # The same 0 / 1 weights; the kernel keeps every positive and drops the negatives with w = 0.
-        ignored = 1.0 - self.weights(logits, gt_classes)
-        return fused.weighted_binary_loss(logits, gt_classes, activation=self.activation,
-                                          num_columns=self.num_classes + 1,
-                                          ignore_cols=logits.new_ones(self.num_classes + 1), ignore_full=ignored)
+        # The same weights, built inside the kernel: the score rule on foreground rows, and on
+        # background rows each column's group looked up in the (R, 3) draws (the same draws, in the
+        # same order, as weights()). Positives are never ignored.
+        K = self.num_classes
+        foreground = gt_classes < K
+        group_keep = logits.new_zeros(len(gt_classes), 3)
+        bg = (~foreground).nonzero().squeeze(1)
+        if len(bg):
+            group_keep[bg] = self.background_rows(len(bg), logits.device).t().to(logits.dtype)
+        rule = fused.ScoreThreshold(threshold=logits.new_tensor(self.score_threshold), rows=foreground.float(),
+                                    group_keep=group_keep, group_cols=self.column_groups)
+        return fused.weighted_binary_loss(logits, gt_classes, activation=self.activation, num_columns=K + 1,
+                                          ignore_cols=logits.new_ones(K + 1), score_threshold=rule)
+
+    @property
+    def column_groups(self) -> torch.Tensor:
+        """(K + 1,) int64: each column's frequency group, the background column's set to 0 (it is
+        a positive on background rows, never ignored there)."""
+        return torch.cat([self.group, self.group.new_zeros(1)])
 
     # The background column is a trained classifier here: plain argmax over K + 1 scores.
     predict_classes = LTLoss.predict_classes

@@ -6,7 +6,7 @@ themselves live in plain PyTorch in each loss module (its ``loss``, the referenc
 gradients included. Random draws differ: the references call ``torch.rand`` as the released code
 does; the kernels draw the same distribution from a counter-based hash (:mod:`.counter_rng`).
 """
-from .binary import Focal, RandomDrop, weighted_binary_loss
+from .binary import Focal, RandomDrop, ScoreThreshold, weighted_binary_loss
 from .counter_rng import draw_keys, uniform
 from .kernel import compile_failures, compiled_calls
 from .seesaw import seesaw_class_ce
@@ -15,6 +15,7 @@ from .softmax import RandomRemoval, SoftmaxGroup, grouped_softmax_ce, removal_ma
 __all__ = [
     "Focal",
     "RandomDrop",
+    "ScoreThreshold",
     "RandomRemoval",
     "SoftmaxGroup",
     "compile_failures",

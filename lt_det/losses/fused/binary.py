@@ -80,18 +80,22 @@ def focal_terms(x: torch.Tensor, params: torch.Tensor):
 
 def _binary_kernel(terms, *, logits, gt_classes, params, shift_rows, shift_cols, ignore_rows, ignore_cols,
                    ignore_full, drop_rows, drop_ratio, keys, row_weights, pos_cols, neg_cols, used_cols, scale,
-                   grad_sums=False):
+                   grad_sums=False, prob=None, threshold=None, threshold_rows=None, group_keep=None,
+                   group_cols=None):
     """(sum_ij w_ij l_ij * scale as float64, w_ij l'_ij * scale as (R, L) fp32[, column sums]).
 
     ``s_ij = shift_rows_i shift_cols_j``; ``I_ij = ignore_cols_j (ignore_rows_i + drop_rows_i D_ij)
-    [* ignore_full_ij]`` with ``D_ij = 1[U_ij > drop_ratio]``; ``w_ij = row_weights_i used_cols_j
-    (y_ij pos_cols_j + (1 - y_ij) neg_cols_j (1 - I_ij))``. With ``grad_sums``, also the (L,) sums
+    [* ignore_full_ij] [* T_ij]`` with ``D_ij = 1[U_ij > drop_ratio]``; ``w_ij = row_weights_i
+    used_cols_j (y_ij pos_cols_j + (1 - y_ij) neg_cols_j (1 - I_ij))``. With ``prob`` (a kernel for
+    a score rule), ``T_ij = 1[prob(x_ij) < threshold]`` on the rows with ``threshold_rows_i = 1``
+    and ``1 - group_keep[i, group_cols_j]`` on the others. With ``grad_sums``, also the (L,) sums
     over the rows of ``w_ij |l'_ij|`` on the positive and on the negative entries (no ``scale``).
     """
     num_rows, width = logits.shape
     cols = torch.arange(width, device=logits.device)
     positive = gt_classes[:, None] == cols
-    loss_neg, loss_pos, grad_neg, grad_pos = terms(logits + shift_rows[:, None] * shift_cols, params)
+    x = logits + shift_rows[:, None] * shift_cols
+    loss_neg, loss_pos, grad_neg, grad_pos = terms(x, params)
     ignore_by_row = ignore_rows[:, None]
     if drop_rows is not None:
         dropped = (uniform(keys, torch.arange(num_rows, device=logits.device), width) > drop_ratio).float()
@@ -99,6 +103,9 @@ def _binary_kernel(terms, *, logits, gt_classes, params, shift_rows, shift_cols,
     ignore = ignore_cols * ignore_by_row
     if ignore_full is not None:
         ignore = ignore * ignore_full
+    if prob is not None:
+        below = (prob(x) < threshold).float()
+        ignore = ignore * torch.where(threshold_rows[:, None] > 0, below, 1.0 - group_keep[:, group_cols])
     weight = torch.where(positive, pos_cols, neg_cols * (1.0 - ignore)) * row_weights[:, None] * used_cols
     loss = (torch.where(positive, loss_pos, loss_neg) * weight).sum(dim=1)
     weighted_grad = torch.where(positive, grad_pos, grad_neg) * weight
@@ -123,6 +130,19 @@ def _focal_kernel(**kwargs):
     return _binary_kernel(focal_terms, **kwargs)
 
 
+def gumbel_prob(x: torch.Tensor) -> torch.Tensor:
+    """GOL's training-time Gumbel CDF, eta(clamp(x, -4, 10))."""
+    return torch.exp(-torch.exp(-x.clamp(*GUMBEL_TRAIN_CLAMP)))
+
+
+def _sigmoid_threshold_kernel(**kwargs):
+    return _binary_kernel(sigmoid_terms, prob=torch.sigmoid, **kwargs)
+
+
+def _gumbel_threshold_kernel(**kwargs):
+    return _binary_kernel(gumbel_terms, prob=gumbel_prob, **kwargs)
+
+
 def _sigmoid_kernel_sums(**kwargs):
     return _binary_kernel(sigmoid_terms, grad_sums=True, **kwargs)
 
@@ -140,6 +160,10 @@ KERNELS_WITH_SUMS = {
     "sigmoid": FusedKernel(_sigmoid_kernel_sums),
     "gumbel": FusedKernel(_gumbel_kernel_sums),
 }
+KERNELS_WITH_THRESHOLD = {
+    "sigmoid": FusedKernel(_sigmoid_threshold_kernel),
+    "gumbel": FusedKernel(_gumbel_threshold_kernel),
+}
 
 
 class Focal(NamedTuple):
@@ -147,6 +171,18 @@ class Focal(NamedTuple):
 
     gamma: float = 2.0
     alpha: float = 0.25
+
+
+class ScoreThreshold(NamedTuple):
+    """ACSL's rule, ``I_ij *= T_ij``: on the rows with ``rows_i = 1`` a term is ignored where the
+    activation's score of its logit is below ``threshold``; on the other rows where
+    ``group_keep[i, group_cols_j]`` is 0. The scores are the kernel's own (sigma, or the clamped
+    Gumbel CDF), so no (R, L) score or mask tensor is made outside it."""
+
+    threshold: torch.Tensor  # 0-d float
+    rows: torch.Tensor  # (R,) float 0 / 1: the rows the score rule applies to
+    group_keep: torch.Tensor  # (R, G) float 0 / 1, read on the other rows
+    group_cols: torch.Tensor  # (L,) int64 in [0, G): each column's group
 
 
 class RandomDrop(NamedTuple):
@@ -171,6 +207,7 @@ def weighted_binary_loss(
     ignore_rows: Optional[torch.Tensor] = None,
     ignore_full: Optional[torch.Tensor] = None,
     drop: Optional[RandomDrop] = None,
+    score_threshold: Optional[ScoreThreshold] = None,
     row_weights: Optional[torch.Tensor] = None,
     pos_weight: Optional[torch.Tensor] = None,
     neg_weight: Optional[torch.Tensor] = None,
@@ -195,6 +232,8 @@ def weighted_binary_loss(
         ignore_rows: (R,) float a_i (None: 1).
         ignore_full: (R, L) float M_ij (None: 1).
         drop: b_i and the random D_ij (:class:`RandomDrop`; None: b = 0).
+        score_threshold: ACSL's score / group rule, a further factor of I (:class:`ScoreThreshold`;
+            sigmoid and Gumbel, without ``grad_sums``).
         row_weights: (R,) float v_i (None: 1).
         pos_weight: (K,) float q_j, the weight of column j's positive entries (None: 1).
         neg_weight: (K,) float r_j, the weight of column j's negative entries (None: 1).
@@ -241,6 +280,16 @@ def weighted_binary_loss(
         used_cols=per_column(None, 1.0),
         scale=logits.new_full((), 1.0 / num_rows),
     )
+    if score_threshold is not None:
+        if grad_sums or activation not in KERNELS_WITH_THRESHOLD:
+            raise ValueError(f"score_threshold: no kernel for activation '{activation}'"
+                             f"{' with grad_sums' if grad_sums else ''}; expected one of "
+                             f"{sorted(KERNELS_WITH_THRESHOLD)} without grad_sums")
+        threshold, rows, group_keep, group_cols = score_threshold
+        kwargs.update(threshold=threshold.to(logits.dtype), threshold_rows=rows.to(logits.dtype),
+                      group_keep=group_keep.to(logits.dtype), group_cols=group_cols)
+        kernel = KERNELS_WITH_THRESHOLD[activation]
+        return PrecomputedGradient.apply(logits, lambda: kernel(**kwargs))
     if not grad_sums:
         kernel = KERNELS[activation]
         return PrecomputedGradient.apply(logits, lambda: kernel(**kwargs))
