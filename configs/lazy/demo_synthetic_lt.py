@@ -51,6 +51,7 @@ dataloader.train.mapper.augmentations = [
 ]
 dataloader.train.total_batch_size = 8
 dataloader.train.num_workers = 1
+dataloader.train.exact_resume = False  # as the YACS demo: detectron2's loader (the LVIS data config turns it on)
 dataloader.test.dataset.names = "synthetic_lt_val"
 dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=128, max_size=128)]
 dataloader.test.num_workers = 1

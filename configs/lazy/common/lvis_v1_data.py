@@ -35,7 +35,7 @@ dataloader = dict(
         num_workers=4,
         # True: --resume continues with the batches of an uninterrupted run (lt_det.data.resumable;
         # YACS: DATALOADER.EXACT_RESUME); False: detectron2's loader, which restarts its stream
-        exact_resume=False,
+        exact_resume=True,
     ),
     test=L(build_detection_test_loader)(
         dataset=L(get_detection_dataset_dicts)(names="lvis_v1_val", filter_empty=False),
