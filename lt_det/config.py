@@ -13,6 +13,7 @@ of its default:
 * ``TEST.LVIS_EVAL``: :mod:`lt_det.evaluation.config`
 * ``TEST.CALIBRATION``: :mod:`lt_det.calibration.config`
 * ``MODEL.ROI_MASK_HEAD.COSINE_TEMPERATURE``: :mod:`lt_det.modeling.mask_head`
+* ``MODEL.ROI_HEADS.MFS``: :mod:`lt_det.modeling.feature_memory`
 """
 import re
 from typing import Sequence
@@ -26,6 +27,7 @@ from .engine.decoupled_config import add_decoupled_config
 from .engine.diagnostics_config import add_diagnostics_config
 from .evaluation.config import add_evaluation_config
 from .losses.config import add_loss_config
+from .modeling.feature_memory import add_mfs_config
 from .modeling.mask_head import add_mask_head_config
 
 
@@ -69,4 +71,5 @@ def add_lt_det_config(cfg: CfgNode) -> CfgNode:
     add_evaluation_config(cfg)
     add_calibration_config(cfg)
     add_mask_head_config(cfg)
+    add_mfs_config(cfg)
     return cfg

@@ -36,8 +36,9 @@ Differences from the released code (ours):
 * The loss is ``cross_entropy(z + log max(s, 1e-12))``; the released code takes ``-log`` of the
   normalised product ``s e^{z - max z}`` (infinite when it underflows).
 * The released memory-augmented feature sampling (MFS: extra memory RoI features in the box loss,
-  and their scores in the statistic) and the warm-up pass that fills it are ROI-head features, not
-  part of this loss. The released per-image RoI indexing assumes exactly 512 sampled RoIs per image;
+  and their scores in the statistic) is an ROI-head feature (:mod:`lt_det.modeling.feature_memory`,
+  MODEL.ROI_HEADS.MFS); its entries reach this loss as one more "image" whose RoIs carry
+  ``gt_object_ids``. The released warm-up pass that fills the memory is not implemented. The released per-image RoI indexing assumes exactly 512 sampled RoIs per image;
   here the grouping reads the proposals, whatever their number.
 """
 from typing import List, Optional, Tuple
@@ -55,6 +56,9 @@ from . import fused
 from .base import LTLoss
 from .registry import register_loss
 
+# Proposals field naming each RoI's object for the statistic, where a gt box cannot (MFS's memory
+# entries: their class, so the step's entries of one drawn class are one object).
+OBJECT_IDS_FIELD = "gt_object_ids"
 # Floor of s inside the log (ours): s reaches 0 only with alpha = 0 and a zero score.
 MEAN_SCORE_MIN = 1e-12
 
@@ -88,12 +92,21 @@ def object_scores(
         )
     image = torch.repeat_interleave(torch.arange(len(proposals), device=logits.device),
                                     torch.as_tensor(lengths, device=logits.device))
-    boxes = cat([p.gt_boxes.tensor if p.has("gt_boxes") else p.proposal_boxes.tensor for p in proposals], dim=0)
+    boxes = cat([object_key(p) for p in proposals], dim=0)
     key = torch.cat([image[fg, None].double(), labels[:, None].double(), boxes[fg].double()], dim=1)
     objects, which = torch.unique(key, dim=0, return_inverse=True)
     sums = roi_scores.new_zeros(len(objects)).index_add_(0, which, roi_scores)
     counts = roi_scores.new_zeros(len(objects)).index_add_(0, which, torch.ones_like(roi_scores))
     return objects[:, 1].long(), sums / counts
+
+
+def object_key(p: Instances) -> torch.Tensor:
+    """(R_i, 4) what names each RoI's object within its image: its gt box, or, where the
+    proposals carry ``gt_object_ids`` (MFS's memory entries: their class), that id."""
+    if p.has(OBJECT_IDS_FIELD):
+        ids = p.get(OBJECT_IDS_FIELD).to(p.gt_boxes.tensor.dtype)[:, None]
+        return torch.cat([ids, ids.new_zeros(len(ids), 3)], dim=1)
+    return p.gt_boxes.tensor if p.has("gt_boxes") else p.proposal_boxes.tensor
 
 
 def gather_entries(labels: torch.Tensor, values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
