@@ -5,15 +5,22 @@ from typing import Dict, List, Optional
 
 import torch
 
+from torch import nn
+
+from detectron2.data import DatasetFromList, MapDataset
 from detectron2.engine import HookBase
 from detectron2.engine.hooks import EvalHook, LRScheduler
 from detectron2.utils import comm
+from detectron2.utils.events import EventStorage
 
 from ..data.resumable import ResumableTrainLoader, StreamState, item_seed, seed_all
+from ..data.samplers import class_to_image_indices
+from ..modeling.feature_memory import warmup_image_indices
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrashCheckpointer", "ExactResumeHook", "FinishedTrainingEvalHook", "insert_crash_checkpointer"]
+__all__ = ["CrashCheckpointer", "ExactResumeHook", "FinishedTrainingEvalHook", "MFSWarmupHook",
+           "insert_crash_checkpointer"]
 
 
 class CrashCheckpointer(HookBase):
@@ -185,3 +192,38 @@ class ExactResumeHook(HookBase):
         self._snapshot = mine
         logger.info(f"Data stream resumed at position {self.loader.state.next_position} "
                     f"({len(self.loader.state.consumed_after)} later positions already consumed)")
+
+
+class MFSWarmupHook(HookBase):
+    """LOCE's MFS warm-up (released ``InitializerHook``): before training, the training forward of
+    the model, without a step, over ``per_class`` images of every class (this process's share,
+    :func:`lt_det.modeling.feature_memory.warmup_image_indices`), which fills the feature memory
+    and warms LOCE's mean scores. Losses are discarded; BatchNorm runs in eval mode (the released
+    hook puts the model in eval mode) and the step's statistics go to a scratch EventStorage, so
+    neither the weights nor the logged metrics change. It runs at every start: the memory is not
+    in checkpoints (as released)."""
+
+    def __init__(self, dataset_dicts: List[dict], mapper, per_class: int, batch_size: int, num_workers: int = 0):
+        indices = warmup_image_indices(class_to_image_indices(dataset_dicts), per_class, comm.get_rank(),
+                                       comm.get_world_size())
+        dataset = MapDataset(DatasetFromList([dataset_dicts[i] for i in indices], copy=False), mapper)
+        # every process runs the same number of batches (its share has the same length), so the
+        # LOCE statistic's all-gather stays in step
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                                  collate_fn=lambda batch: batch)
+        self.num_images = len(indices)
+
+    def before_train(self):
+        model = self.trainer.model
+        batch_norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # detectron2's BN / SyncBN
+        norms = [m for m in model.modules() if isinstance(m, batch_norms) and m.training]
+        for m in norms:
+            m.eval()
+        logger.info(f"MFS warm-up: the training forward over {self.num_images} images ({len(self.loader)} batches)")
+        try:
+            with torch.no_grad(), EventStorage(self.trainer.iter):
+                for batch in self.loader:
+                    model(batch)
+        finally:
+            for m in norms:
+                m.train()

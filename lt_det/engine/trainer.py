@@ -2,8 +2,9 @@
 import json
 import logging
 import os
+from typing import Optional
 
-from detectron2.data import build_detection_test_loader
+from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.engine.hooks import EvalHook
 from detectron2.utils import comm
@@ -19,7 +20,7 @@ from .checkpoint import SafeCheckpointer
 from .config_checks import check_evaluation_config, check_test_datasets, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .distributed import broadcast_buffers_from_main
-from .hooks import ExactResumeHook, FinishedTrainingEvalHook, insert_crash_checkpointer
+from .hooks import ExactResumeHook, FinishedTrainingEvalHook, MFSWarmupHook, insert_crash_checkpointer
 from .logit_grad_stats import LogitGradStatsHook
 
 
@@ -120,4 +121,18 @@ class Trainer(DefaultTrainer):
         hooks = [FinishedTrainingEvalHook(h) if isinstance(h, EvalHook) else h for h in hooks]
         if self.cfg.DIAGNOSTICS.LOGIT_GRAD_STATS:
             hooks.insert(-1, LogitGradStatsHook(self.cfg.OUTPUT_DIR))
+        warmup = self.mfs_warmup_hook()
+        if warmup is not None:
+            hooks.insert(0, warmup)  # before_train: before any other hook's, as released
         return hooks
+
+    def mfs_warmup_hook(self) -> Optional[MFSWarmupHook]:
+        """LOCE's MFS warm-up pass (MODEL.ROI_HEADS.MFS.WARMUP_IMAGES_PER_CLASS), or None."""
+        mfs = self.cfg.MODEL.ROI_HEADS.MFS
+        if not (mfs.ENABLED and mfs.WARMUP_IMAGES_PER_CLASS > 0):
+            return None
+        dicts = get_detection_dataset_dicts(self.cfg.DATASETS.TRAIN,
+                                            filter_empty=self.cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        batch = max(1, self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size())
+        return MFSWarmupHook(dicts, LTDatasetMapper(self.cfg, is_train=True), mfs.WARMUP_IMAGES_PER_CLASS, batch,
+                             self.cfg.DATALOADER.NUM_WORKERS)

@@ -72,7 +72,7 @@ class LTStandardROIHeads(StandardROIHeads):
         classes = cat([t.gt_classes.repeat_interleave(16) for t in targets])
         gt_boxes = cat([t.gt_boxes.tensor.repeat_interleave(16, dim=0) for t in targets])
         self.memory.push(pooled, classes, cat(jittered), gt_boxes)
-        return self.memory.sample(self.box_predictor.cls_loss.mean_score, pooled.device)
+        return self.memory.sample(self.box_predictor.cls_loss.mean_score, self.num_classes, pooled.device)
 
     def _forward_box(self, features, proposals):
         batch = self._memory_batch
