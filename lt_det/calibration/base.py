@@ -50,6 +50,9 @@ class Calibration(nn.Module, metaclass=ABCMeta):
     sweep_key: str = ""
     #: Whether ``from_config`` reads the training set's class statistics.
     needs_class_stats: bool = True
+    #: Whether ``forward`` re-derives logits from the classifier's weights (which do not know a
+    #: scaling of the logits after the classifier, such as the Gumbel temperature).
+    reads_classifier: bool = False
 
     @classmethod
     def is_identity(cls, node) -> bool:

@@ -55,6 +55,7 @@ def effective_classifier(classifier: nn.Module):
 class TauNormalization(Calibration):
     sweep_key = "TAU"
     needs_class_stats = False  # it reads the classifier's weights only
+    reads_classifier = True
 
     def __init__(self, tau: float = 1.0):
         """``tau``: τ of ``w_c / ||w_c||^τ``; 0 is the identity."""

@@ -47,6 +47,12 @@ def add_loss_config(cfg: CN) -> None:
     # code), or "gumbel" (GOL's Gumbel CDF eta(x) = exp(-exp(-x)), logits clamped to [-4, 10] in
     # training; GOL = droploss + gumbel).
     _C.ACTIVATION = "sigmoid"
+    # beta, the scale ("temperature") of the Gumbel activation, eta(z / beta) = exp(-exp(-z / beta))
+    # (GOL's appendix A.2 ablates non-standard Gumbel activations): the box predictor divides its
+    # logits by beta before every Gumbel loss and its scores, so the training clamp [-4, 10] applies
+    # to z / beta (ours: the released code has no temperature). 1.0: the standard Gumbel, GOL's
+    # method. Only with a Gumbel activation (gumbel_ce, or ACTIVATION "gumbel").
+    _C.GUMBEL_TEMPERATURE = 1.0
     # Temperature t of a normalised (cosine) classifier, t * cos(x, w_k) + b_k, for any loss;
     # 0 keeps the linear classifier. mmdetection's Seesaw LVIS config uses 20 (NormedLinear).
     _C.COSINE_TEMPERATURE = 0.0

@@ -54,6 +54,7 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         class_frequency: Optional[Sequence[str]] = None,
         fixed_ap_topk_per_class: Optional[int] = None,
         cosine_temperature: float = 0.0,
+        gumbel_temperature: float = 1.0,
         calibration: Optional[Calibration] = None,
         **kwargs,
     ):
@@ -67,6 +68,8 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
                 class per image and no cap across classes; None = detectron2's inference.
             cosine_temperature: > 0 makes the classifier a :class:`CosineLinear` with this
                 temperature (mmdetection's Seesaw LVIS config: 20); 0 = ``nn.Linear``.
+            gumbel_temperature: beta of a Gumbel activation, eta(z / beta): the logits are divided
+                by it (1 = the standard Gumbel); only for a loss whose scores are Gumbel's.
             calibration: re-scores the test scores before detectron2's inference
                 (:mod:`lt_det.calibration`); None = the loss's scores as they are.
         """
@@ -90,6 +93,17 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
             group = torch.as_tensor(np.stack([frequency == g for g in FREQUENCY_GROUPS]).argmax(0))
         self.register_buffer("frequency_group", group, persistent=False)
         self.fixed_ap_topk_per_class = fixed_ap_topk_per_class
+        if gumbel_temperature != 1.0:
+            if gumbel_temperature <= 0:
+                raise ValueError(f"MODEL.LT_LOSS.GUMBEL_TEMPERATURE must be > 0, got {gumbel_temperature}")
+            if cls_loss.score_activation != "gumbel":
+                raise ValueError(f"MODEL.LT_LOSS.GUMBEL_TEMPERATURE {gumbel_temperature} needs a Gumbel activation "
+                                 f"(gumbel_ce, or MODEL.LT_LOSS.ACTIVATION 'gumbel'); this loss's scores are "
+                                 f"{cls_loss.score_activation!r}")
+            if calibration is not None and calibration.reads_classifier:
+                raise ValueError("MODEL.LT_LOSS.GUMBEL_TEMPERATURE is not supported with a calibration that "
+                                 "re-derives logits from the classifier's weights (TEST.CALIBRATION.METHOD tau_norm)")
+        self.gumbel_temperature = gumbel_temperature
         self.calibration = calibration
         # Set by lt_det.engine's LogitGradStatsHook; typed only by its ``observe(logits,
         # gt_classes)`` because modeling may not import engine.
@@ -112,8 +126,17 @@ class LTFastRCNNOutputLayers(FastRCNNOutputLayers):
         fixed_ap = cfg.TEST.LVIS_EVAL.FIXED_AP
         ret["fixed_ap_topk_per_class"] = fixed_ap.TOPK_PER_CLASS_PER_IMAGE if fixed_ap.ENABLED else None
         ret["cosine_temperature"] = cfg.MODEL.LT_LOSS.COSINE_TEMPERATURE
+        ret["gumbel_temperature"] = cfg.MODEL.LT_LOSS.GUMBEL_TEMPERATURE
         ret["calibration"] = build_calibration(cfg, class_stats)
         return ret
+
+    def forward(self, x):
+        """detectron2's (R, L) logits and (R, K * 4) deltas, the logits divided by the Gumbel
+        temperature beta when it is not 1."""
+        scores, proposal_deltas = super().forward(x)
+        if self.gumbel_temperature != 1.0:
+            scores = scores / self.gumbel_temperature
+        return scores, proposal_deltas
 
     def inference(self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]):
         """detectron2's inference, or Fixed AP's (per-class top-k, no per-image cap) when enabled."""

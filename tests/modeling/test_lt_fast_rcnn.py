@@ -121,3 +121,45 @@ def test_every_loss_trains_and_infers_through_the_predictor(name):
     assert torch.isfinite(losses["loss_cls"]) and head.cls_score.weight.grad.abs().sum() > 0
     assert "fast_rcnn/fg_cls_accuracy_f" in scalars
     assert len(instances) == 2 and all((i.pred_classes < NUM_CLASSES).all() for i in instances)
+
+
+def gumbel_predictor(temperature, name="gumbel_ce", *opts):
+    torch.manual_seed(0)
+    cfg = loss_cfg(name)
+    cfg.merge_from_list(list(opts))
+    return predictor(build_loss(cfg), gumbel_temperature=temperature)
+
+
+@pytest.mark.parametrize("name, opts", [("gumbel_ce", ()), ("droploss", ("MODEL.LT_LOSS.ACTIVATION", "gumbel"))])
+def test_gumbel_temperature_divides_the_logits_of_loss_scores_and_gradients(name, opts):
+    # beta = 2: eta(z / 2) in the loss and the scores, i.e. beta = 1 on the predictor's linear
+    # output halved; the gradient of the linear layer is halved with it (chain rule).
+    standard, scaled = gumbel_predictor(1.0, name, *opts), gumbel_predictor(2.0, name, *opts)
+    scaled.load_state_dict(standard.state_dict())
+    features, proposals = seeded_batch()
+    z = standard.cls_score(features)
+    logits, _ = scaled(features)
+    torch.testing.assert_close(logits, z / 2)
+    probs = scaled.predict_probs(scaled(features), proposals)[0]
+    eta = torch.exp(-torch.exp(-(z[: len(probs), :NUM_CLASSES] / 2)))
+    torch.testing.assert_close(probs[:, :NUM_CLASSES], eta)
+    # the loss at beta = 2 is the standard predictor's loss on logits z / 2
+    with EventStorage():
+        torch.manual_seed(1)
+        loss_scaled = scaled.losses(scaled(features), proposals)["loss_cls"]
+    torch.manual_seed(1)
+    loss_ref = standard.cls_loss(z / 2, torch.cat([p.gt_classes for p in proposals]), proposals=proposals)
+    torch.testing.assert_close(loss_scaled, loss_ref)
+
+
+def test_gumbel_temperature_one_changes_nothing():
+    standard = gumbel_predictor(1.0)
+    features, _ = seeded_batch()
+    torch.testing.assert_close(standard(features)[0], standard.cls_score(features), rtol=0, atol=0)
+
+
+def test_gumbel_temperature_needs_a_gumbel_loss_and_a_positive_value():
+    with pytest.raises(ValueError, match="needs a Gumbel activation"):
+        predictor(build_loss(loss_cfg("sigmoid_ce")), gumbel_temperature=2.0)
+    with pytest.raises(ValueError, match="must be > 0"):
+        gumbel_predictor(0.0)
