@@ -38,8 +38,10 @@ Differences from the released code (ours):
 * The released memory-augmented feature sampling (MFS: extra memory RoI features in the box loss,
   and their scores in the statistic) is an ROI-head feature (:mod:`lt_det.modeling.feature_memory`,
   MODEL.ROI_HEADS.MFS); its entries reach this loss as one more "image" whose RoIs carry
-  ``gt_object_ids``. The released warm-up pass that fills the memory is not implemented. The released per-image RoI indexing assumes exactly 512 sampled RoIs per image;
-  here the grouping reads the proposals, whatever their number.
+  ``gt_object_ids``; its warm-up pass before training also warms ``s``
+  (:class:`lt_det.engine.hooks.MFSWarmupHook`).
+* The released per-image RoI indexing assumes exactly 512 sampled RoIs per image; here the
+  grouping reads the proposals, whatever their number.
 """
 from typing import List, Optional, Tuple
 
