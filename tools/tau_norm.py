@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """τ-normalisation, post hoc (no training; Kang et al., ICLR 2020): apply one τ to a checkpoint,
-or sweep τ on a validation split and report the best.
+or sweep τ on a held-out split and report the best.
 
     # one τ: writes a checkpoint whose foreground classifier rows are w_c / ||w_c||^τ
     python tools/tau_norm.py --config-file CFG --weights model_final.pth apply --tau 1.0 --output model_tau1.pth
-    # sweep: evaluates each τ on the validation split (default DATASETS.TEST), reports the best,
+    # sweep: evaluates each τ on a held-out split (never one of DATASETS.TEST), reports the best,
     # and writes OUTPUT_DIR/tau_sweep.json (+ the best checkpoint with --output)
     python tools/tau_norm.py --config-file CFG --weights model_final.pth sweep --taus 0 0.25 0.5 0.75 1.0 \
-        --val-dataset lvis_v1_val --metric bbox/AP OUTPUT_DIR output/tau_sweep
+        --tune-dataset my_heldout_split --metric bbox/AP OUTPUT_DIR output/tau_sweep
 
 The config gives K (``MODEL.ROI_HEADS.NUM_CLASSES``, the leading foreground rows) and, for a sweep,
 the model and the evaluator; trailing ``KEY VALUE`` pairs override it as in train_net.py.
@@ -22,11 +22,11 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog
 from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils.logger import setup_logger
 
 from lt_det.builtin import setup_environment
+from lt_det.calibration.sweep import check_tuning_split
 from lt_det.config import add_lt_det_config, merge_config
 from lt_det.losses import build_loss
 from lt_det.modeling.tau_norm import tau_normalize_state_dict
@@ -76,22 +76,6 @@ def tau_sweep(
     return best, scores
 
 
-def validation_split(cfg, val_dataset: str) -> str:
-    """The split the sweep evaluates on: ``val_dataset``, else the only DATASETS.TEST entry."""
-    if not val_dataset:
-        if len(cfg.DATASETS.TEST) != 1:
-            raise ValueError(
-                "A τ sweep needs one validation split: pass --val-dataset NAME or set DATASETS.TEST "
-                f"to one dataset (it is {tuple(cfg.DATASETS.TEST)})"
-            )
-        val_dataset = cfg.DATASETS.TEST[0]
-    if val_dataset not in DatasetCatalog.list():
-        raise KeyError(f"Validation split {val_dataset!r} is not a registered dataset")
-    if val_dataset in cfg.DATASETS.TRAIN:
-        raise ValueError(f"{val_dataset!r} is a training split; τ must be chosen on a validation split")
-    return val_dataset
-
-
 def setup(args):
     cfg = get_cfg()
     add_lt_det_config(cfg)
@@ -104,7 +88,7 @@ def setup(args):
 def run_sweep(cfg, args) -> float:
     from lt_det.engine import Trainer  # the evaluator train_net.py uses
 
-    cfg.DATASETS.TEST = (validation_split(cfg, args.val_dataset),)
+    cfg.DATASETS.TEST = (check_tuning_split(cfg, args.tune_dataset),)
     cfg.freeze()
     model = Trainer.build_model(cfg)
     DetectionCheckpointer(model).load(args.weights)
@@ -138,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
     apply.add_argument("--output", required=True)
     sweep = sub.add_parser("sweep", help="evaluate several τ on a validation split")
     sweep.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5])
-    sweep.add_argument("--val-dataset", default="", help="registered validation split (default: DATASETS.TEST)")
+    sweep.add_argument("--tune-dataset", default="", help="registered held-out split (not in DATASETS.TEST)")
     sweep.add_argument("--metric", default="bbox/AP", help="flattened results key to maximise")
     sweep.add_argument("--output", default="", help="also write the checkpoint with the best τ")
     for command in (apply, sweep):

@@ -8,6 +8,7 @@ from torch import nn
 
 from detectron2.config import get_cfg
 
+from lt_det.config import add_lt_det_config
 from lt_det.modeling.tau_norm import CLASSIFIER_WEIGHT, tau_normalize
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,15 +66,18 @@ def test_sweep_evaluates_each_tau_and_keeps_the_best():
         tool.tau_sweep(model, [1.0], list(range(C)), evaluate, "segm/AP")
 
 
-def test_sweep_without_a_validation_split_is_an_error():
+def test_sweep_refuses_the_evaluation_split_before_building_the_model():
     cfg = get_cfg()
+    add_lt_det_config(cfg)
     cfg.DATASETS.TRAIN = ("lvis_v1_train",)
-    cfg.DATASETS.TEST = ()
-    with pytest.raises(ValueError, match="needs one validation split"):
-        tool.validation_split(cfg, "")
-    with pytest.raises(KeyError, match="not a registered dataset"):
-        tool.validation_split(cfg, "no_such_split")
-    with pytest.raises(ValueError, match="is a training split"):
-        tool.validation_split(cfg, "lvis_v1_train")
     cfg.DATASETS.TEST = ("lvis_v1_val",)
-    assert tool.validation_split(cfg, "") == "lvis_v1_val"
+    cfg.MODEL.META_ARCHITECTURE = "NoSuchArchitecture"  # reached only if the split check passed
+    sweep_args = tool.parser().parse_args(["--config-file", "c.yaml", "--weights", "w.pth", "sweep"])
+    with pytest.raises(ValueError, match="Name the held-out split"):
+        tool.run_sweep(cfg.clone(), sweep_args)
+    sweep_args.tune_dataset = "lvis_v1_val"
+    with pytest.raises(ValueError, match="Refusing to tune on 'lvis_v1_val'"):
+        tool.run_sweep(cfg.clone(), sweep_args)
+    sweep_args.tune_dataset = "my_heldout_split"
+    with pytest.raises(KeyError, match="NoSuchArchitecture"):
+        tool.run_sweep(cfg.clone(), sweep_args)
