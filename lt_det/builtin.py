@@ -14,7 +14,10 @@ data loader, as detectron2's ``data/datasets/builtin.py`` registers detectron2's
   (:mod:`lt_det.benchmark.data`) next to it;
 * registers COCO-LT (:mod:`lt_det.data.coco_lt`) as ``coco_lt_{train,val}``: the jsons
   ``coco_lt/coco_lt_{train,val}.json`` that ``tools/build_coco_lt.py`` writes, the images in
-  ``coco/`` (``train2017/``, ``val2017/``), both under the same root.
+  ``coco/`` (``train2017/``, ``val2017/``), both under the same root;
+* registers the held-out splits that ``tools/split_heldout.py`` carves from LVIS train
+  (:mod:`lt_det.data.heldout`) as ``lvis_v1_{train_minus_heldout,heldout}`` and
+  ``lvis_v0.5_{train_minus_heldout,heldout}``: the jsons in ``lvis/``, the images in ``coco/``.
 """
 import os
 
@@ -22,17 +25,20 @@ from .benchmark.data import register_benchmark_datasets
 from .compat import restore_numpy_aliases
 from .data.coco_lt import register_coco_lt
 from .data.datasets import register_synthetic_lt, reregister_builtin_lvis
+from .data.heldout import register_heldout_split
 
 __all__ = ["register_all_builtin", "setup_environment"]
 
 
 def register_all_builtin(root: str) -> None:
-    """Routes detectron2's LVIS names through lt_det's loader and registers the synthetic sets and
-    COCO-LT under ``root`` (names registered already are kept)."""
+    """Routes detectron2's LVIS names through lt_det's loader and registers the synthetic sets,
+    COCO-LT and LVIS's held-out splits under ``root`` (names registered already are kept)."""
     reregister_builtin_lvis()
     register_synthetic_lt(os.path.join(root, "synthetic_lt"))
     register_benchmark_datasets(root)
     register_coco_lt(os.path.join(root, "coco_lt"), os.path.join(root, "coco"))
+    for lvis in ("lvis_v1", "lvis_v0.5"):
+        register_heldout_split(os.path.join(root, "lvis"), os.path.join(root, "coco"), lvis)
 
 
 def setup_environment() -> None:

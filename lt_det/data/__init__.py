@@ -11,6 +11,7 @@ from .datasets import (
     register_synthetic_lt,
     reregister_builtin_lvis,
 )
+from .heldout import register_heldout_split, split_heldout
 from .mapper import LTDatasetMapper
 
 __all__ = [
@@ -23,5 +24,7 @@ __all__ = [
     "register_lvis_format",
     "register_synthetic_lt",
     "reregister_builtin_lvis",
+    "register_heldout_split",
+    "split_heldout",
     "LTDatasetMapper",
 ]
