@@ -24,7 +24,9 @@ forms) are not implemented. M here is the number of training images with annotat
 released script counts every image of the json (LVIS v1 train: 99,388 of 100,170 images have
 annotations, which moves every u_c by log10(100170 / 99388) = 0.0034).
 """
+import functools
 import logging
+import os
 from typing import Optional
 
 import numpy as np
@@ -82,7 +84,7 @@ class FRACAL(Calibration):
         node = cfg.TEST.CALIBRATION.FRACAL
         dims = _fractal_dimensions(cfg, node, class_stats.num_classes)
         return cls(class_stats.tensor("image_count", dtype=torch.float64), class_stats.num_images,
-                   torch.as_tensor(dims), fractal_lambda=node.LAMBDA)
+                   torch.tensor(dims), fractal_lambda=node.LAMBDA)
 
     def forward(self, scores, logits, loss, classifier):
         if self.is_distribution(loss):
@@ -103,9 +105,16 @@ def _fractal_dimensions(cfg, node: CN, num_classes: int) -> np.ndarray:
             "<train json> --output <file>` and set TEST.CALIBRATION.FRACAL.DIMENSIONS_FILE")
     logger.info(f"FRACAL: computing the fractal dimensions of {json_file} (set "
                 "TEST.CALIBRATION.FRACAL.DIMENSIONS_FILE to a file from tools/fractal_dimension.py to skip this)")
-    dims = fractal_dimensions_from_json(json_file, max_grid=node.MAX_GRID)
+    dims = _cached_fractal_dimensions(os.path.realpath(json_file), os.stat(json_file).st_mtime_ns, node.MAX_GRID)
     if len(dims) != num_classes:
         raise ValueError(f"FRACAL: {json_file} has {len(dims)} categories, the training statistics {num_classes}")
     return dims
 
 
+# A cascade builds one box predictor per stage, each with its own calibration: the json is read
+# and its dimensions computed once per (file, modification time, grid), not once per stage.
+@functools.lru_cache(maxsize=4)
+def _cached_fractal_dimensions(json_file: str, mtime_ns: int, max_grid: int) -> np.ndarray:
+    dims = fractal_dimensions_from_json(json_file, max_grid=max_grid)
+    dims.setflags(write=False)  # shared by every caller
+    return dims

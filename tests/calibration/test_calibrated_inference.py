@@ -63,3 +63,25 @@ def test_each_method_runs_on_each_kind_of_score(quick_cfg, loss, method):
         opts += ("MODEL.LT_LOSS.COSINE_TEMPERATURE", 0.0)  # τ-norm refuses a cosine classifier
     _, instances = detect(low_threshold(quick_cfg, *opts))
     assert torch.isfinite(instances.scores).all() and (instances.scores >= 0).all()
+
+
+def test_a_cascade_computes_the_fractal_dimensions_once(quick_cfg, monkeypatch):
+    """Each of a cascade's three box predictors builds FRACAL: the json is read once, and every
+    stage gets the same calibration."""
+    from lt_det.calibration import fracal
+
+    calls, compute = [], fracal.fractal_dimensions_from_json
+
+    def counting(path, max_grid):
+        calls.append(path)
+        return compute(path, max_grid=max_grid)
+
+    fracal._cached_fractal_dimensions.cache_clear()
+    monkeypatch.setattr(fracal, "fractal_dimensions_from_json", counting)
+    cfg = quick_cfg("MODEL.ROI_HEADS.NAME", "LTCascadeROIHeads", "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", True,
+                    "TEST.CALIBRATION.METHOD", "fracal")
+    predictors = build_model(cfg).roi_heads.box_predictor
+    assert len(predictors) == 3 and len(calls) == 1
+    for predictor in predictors:
+        torch.testing.assert_close(predictor.calibration.logit_shift, predictors[0].calibration.logit_shift)
+    fracal._cached_fractal_dimensions.cache_clear()
