@@ -3,7 +3,8 @@ from detectron2.data import MetadataCatalog
 
 NAME = "lt_det_test_loss_stats"
 NUM_CLASSES = 6
-# Image frequency f = image_count / 1000: classes 0-1 below 0.01; instance counts span every
+# Image frequency f = image_count / 1000 over the annotated images (image_count / 1250 over all
+# images, 250 of them without annotations): classes 0-1 below 0.01; instance counts span every
 # BAGS group (< 10, < 100, < 1000, >= 1000).
 IMAGE_COUNT = [1, 5, 20, 60, 300, 900]
 INSTANCE_COUNT = [2, 8, 30, 80, 500, 3000]
@@ -19,6 +20,7 @@ def register():
                 for i, (ic, n, f) in enumerate(zip(IMAGE_COUNT, INSTANCE_COUNT, FREQUENCY))
             ],
             num_annotated_images=1000,
+            num_all_images=1250,
         )
     return NAME
 

@@ -203,6 +203,7 @@ def _set_metadata(name: str, data: dict, json_file: str,
         "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
         "class_statistics": records,
         "num_annotated_images": num_annotated,
+        "num_all_images": len(data["images"]),
         # detectron2 main's federated-loss weights read {"id", "image_count"} records under this
         # key (its built-in LVIS v1 metadata sets them; then they are kept).
         "class_image_count": records,

@@ -211,6 +211,17 @@ def positive_counts(counts) -> torch.Tensor:
     return torch.as_tensor(np.asarray(counts, dtype=np.float64)).clamp(min=1.0)
 
 
+def tail_frequency(cfg, stats: ClassStats) -> np.ndarray:
+    """(K,) f_j = image_count_j / M, the frequency TAIL_THRESHOLD is compared with, M as
+    MODEL.LT_LOSS.TAIL_FREQUENCY_IMAGES says ("annotated" or "all" training images)."""
+    images = cfg.MODEL.LT_LOSS.TAIL_FREQUENCY_IMAGES
+    try:
+        return stats.image_frequency_over(images)
+    except (KeyError, ValueError) as e:
+        raise type(e)(f"MODEL.LT_LOSS.TAIL_FREQUENCY_IMAGES {images!r} with DATASETS.TRAIN "
+                      f"{list(cfg.DATASETS.TRAIN)}: {e.args[0]}") from e
+
+
 def tail_classes(image_frequency, threshold: float, loss_name: str) -> torch.Tensor:
     """T_j = 1[f_j < lambda] as a float (K,) tensor; logs which classes are tail, once per loss,
     with EQL's tail ratio TR(lambda) = sum_j T_j N_j / sum_j N_j (N_j: images of class j, so

@@ -24,7 +24,7 @@ from detectron2.config import configurable
 from lt_det.data.class_stats import ClassStats
 
 from . import fused
-from .base import BinaryLoss, class_stats_for, tail_classes
+from .base import BinaryLoss, class_stats_for, tail_classes, tail_frequency
 from .functional import binary_cross_entropy, onehot_targets
 from .registry import register_loss
 
@@ -50,7 +50,7 @@ class DropLoss(BinaryLoss):
         stats = class_stats_for(cfg, "droploss", class_stats)
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "image_frequency": stats.image_frequency,
+            "image_frequency": tail_frequency(cfg, stats),
             "threshold": cfg.MODEL.LT_LOSS.TAIL_THRESHOLD,
             "activation": cfg.MODEL.LT_LOSS.ACTIVATION,
         }

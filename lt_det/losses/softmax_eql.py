@@ -23,7 +23,7 @@ from detectron2.config import configurable
 from lt_det.data.class_stats import ClassStats
 
 from . import fused
-from .base import LTLoss, class_stats_for, tail_classes
+from .base import LTLoss, class_stats_for, tail_classes, tail_frequency
 from .registry import register_loss
 
 
@@ -68,7 +68,7 @@ class SoftmaxEQL(LTLoss):
         stats = class_stats_for(cfg, "softmax_eql", class_stats)
         return {
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "image_frequency": stats.image_frequency,
+            "image_frequency": tail_frequency(cfg, stats),
             "threshold": cfg.MODEL.LT_LOSS.TAIL_THRESHOLD,
             "gamma": cfg.MODEL.LT_LOSS.SOFTMAX_EQL.GAMMA,
         }

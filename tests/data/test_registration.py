@@ -79,6 +79,27 @@ def test_non_contiguous_ids_and_missing_counts_are_handled(tiny_dataset_root, tm
     assert labels <= set(range(len(original)))
 
 
+def test_all_images_count_the_unannotated_ones_too(tiny_dataset_root, tmp_path):
+    # Two images without annotations added to the json: M ("annotated") stays, "all" grows by 2,
+    # and the frequencies over all images are image_count / (M_all).
+    root = tiny_dataset_root / "synthetic_lt"
+    data = _load(root / "synthetic_lt_train.json")
+    annotated = len({a["image_id"] for a in data["annotations"]})
+    top = max(img["id"] for img in data["images"])
+    for k in (1, 2):
+        empty = dict(data["images"][0], id=top + k, neg_category_ids=[], not_exhaustive_category_ids=[])
+        data["images"].append(empty)
+    path = tmp_path / "with_empty_images.json"
+    path.write_text(json.dumps(data))
+    _register("with_empty_images", path, root)
+    stats = get_class_stats("with_empty_images")
+    assert stats.num_images == annotated and stats.num_all_images == len(data["images"])
+    np.testing.assert_allclose(stats.image_frequency_over("all"), stats.image_count / len(data["images"]))
+    np.testing.assert_allclose(stats.image_frequency_over("annotated"), stats.image_count / annotated)
+    both = get_class_stats(["with_empty_images", "with_empty_images"])
+    assert both.num_all_images == 2 * len(data["images"])
+
+
 def test_class_statistics_by_hand():
     data = {
         "categories": [{"id": 5, "name": "a"}, {"id": 2, "name": "b"}],

@@ -11,7 +11,7 @@ import torchvision
 
 from lt_det.losses.balanced_sigmoid import BalancedSigmoid
 from lt_det.losses.droploss import DropLoss
-from lt_det.losses.eql import EqualizationLoss
+from lt_det.losses.eql import EqualizationLoss, tail_weights
 from lt_det.losses.gumbel_ce import GumbelCE
 from lt_det.losses.focal import SigmoidFocalLoss
 from lt_det.losses.sigmoid_ce import SigmoidCE
@@ -139,6 +139,64 @@ def test_eql_excluding_function_changes_nothing_on_foreground_rois(check):
     for exclude in (True, False):
         check(EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold=0.02, exclude_background=exclude),
               LOGITS, gt, expected, grad)
+
+
+def exponential_decay(f, a, n):
+    return max(0.0, 1.0 - (a * f) ** n)  # the paper's 1 - (a f)^n, clipped at 0 (Figure 3)
+
+
+def gompertz_decay(f, a, b, c):
+    return 1.0 - a * math.exp(-b * math.exp(-c * f))
+
+
+def test_eql_threshold_functions_at_the_papers_values():
+    # a = 400, n = 2: f = 0.001 gives 1 - 0.4^2 = 0.84; f >= 1 / 400 gives 0. Gompertz a = 1, b = 80,
+    # c = 3000: f = 0.001 gives 1 - exp(-80 e^-3) = 0.98137; f = 0 gives 1 - e^-80.
+    freq = [0.0, 0.001, 0.0025, 0.01]
+    assert tail_weights(freq, "exponential").tolist() == pytest.approx([1.0, 0.84, 0.0, 0.0], abs=1e-7)
+    assert tail_weights(freq, "gompertz").tolist() == pytest.approx(
+        [1.0 - math.exp(-80.0), 1.0 - math.exp(-80.0 * math.exp(-3.0)), 1.0 - math.exp(-80.0 * math.exp(-7.5)),
+         1.0 - math.exp(-80.0 * math.exp(-30.0))], abs=1e-7)
+    assert 1.0 - math.exp(-80.0 * math.exp(-3.0)) == pytest.approx(0.98137, abs=1e-5)
+
+
+@pytest.mark.parametrize("function, params", [("exponential", (60.0, 2.0)), ("gompertz", (0.9, 2.0, 100.0))])
+def test_eql_decay_weights_each_tail_negative_by_one_minus_t(function, params, check):
+    # exponential (60, 2) on FREQ: T = 0, 1 - 0.6^2 = 0.64, 1 - 0.03^2 = 0.9991; Gompertz (0.9, 2, 100):
+    # T = 1 - 0.9 exp(-2 exp(-100 f)) = 0.1, 0.5688, 0.8657. Foreground RoIs weigh class j's
+    # negative by 1 - T_j; background RoIs keep every term.
+    decay = exponential_decay if function == "exponential" else gompertz_decay
+    T = [decay(f, *params) for f in FREQ]
+    assert 0 < T[1] < 1 and 0 < T[2] < 1
+    loss = EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold_function=function,
+                            **{f"{function}_decay": params})
+    expected, grad = weighted_bce(LOGITS, GT, eql_weight(T, GT))
+    check(loss, LOGITS, GT, expected, grad)
+
+
+def test_eql_step_is_the_limit_of_both_decays(check):
+    # lambda = 0.02 marks classes 1 and 2 (f = 0.01, 0.0005). Exponential with a = 1 / lambda and a
+    # large n, and Gompertz with a = 1, b = exp(c lambda) and a large c, give T = 0, 1, 1 to within
+    # 1e-60: the step's loss and gradient.
+    expected, grad = weighted_bce(LOGITS, GT, eql_weight([0, 1, 1], GT))
+    c = 2000.0
+    for loss in (EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold_function="exponential",
+                                  exponential_decay=(1 / 0.02, 200.0)),
+                 EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold_function="gompertz",
+                                  gompertz_decay=(1.0, math.exp(c * 0.02), c)),
+                 EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold=0.02)):
+        check(loss, LOGITS, GT, expected, grad)
+
+
+def test_eql_threshold_function_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"THRESHOLD_FUNCTION must be one of \['step', 'exponential', 'gompertz'\]"):
+        EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold_function="linear")
+    with pytest.raises(ValueError, match="EXPONENTIAL_DECAY"):
+        EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold_function="exponential",
+                         exponential_decay=(400.0, 0.0))
+    with pytest.raises(ValueError, match="GOMPERTZ_DECAY"):
+        EqualizationLoss(num_classes=K, image_frequency=FREQ, threshold_function="gompertz",
+                         gompertz_decay=(2.0, 80.0, 3000.0))
 
 
 def test_eql_image_labels_keep_verified_classes(check):

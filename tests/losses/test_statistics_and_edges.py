@@ -31,6 +31,47 @@ def test_tail_uses_image_frequency(name):
     assert build_loss(cfg).tail.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
 
 
+def test_eql_threshold_function_from_the_config():
+    # f = [0.001, 0.005, ...]: exponential (400, 2) gives 1 - 0.4^2 = 0.84, then 1 - 2^2 < 0, clipped
+    # to 0; Gompertz (1, 80, 3000) gives 1 - exp(-80 e^-3) and 1 - exp(-80 e^-15) = 2.4e-5, then ~0.
+    cfg = loss_cfg("eql")
+    cfg.MODEL.LT_LOSS.EQL.THRESHOLD_FUNCTION = "exponential"
+    assert build_loss(cfg).tail.tolist() == pytest.approx([0.84, 0, 0, 0, 0, 0], abs=1e-7)
+    cfg.MODEL.LT_LOSS.EQL.THRESHOLD_FUNCTION = "gompertz"
+    expected = [1 - math.exp(-80 * math.exp(-3000 * c / 1000)) for c in IMAGE_COUNT]
+    assert expected[1] == pytest.approx(2.4e-5, abs=1e-6)
+    assert build_loss(cfg).tail.tolist() == pytest.approx(expected, abs=1e-7)
+
+
+@pytest.mark.parametrize("name", ["eql", "droploss", "softmax_eql"])
+def test_tail_frequency_over_all_images(name):
+    # lambda = 0.02: over the 1000 annotated images f = 0.001, 0.005, 0.02, ... marks classes 0 and 1;
+    # over all 1250 images f = 0.0008, 0.004, 0.016, 0.048, ... marks 0, 1 and 2.
+    cfg = loss_cfg(name)
+    cfg.MODEL.LT_LOSS.TAIL_THRESHOLD = 0.02
+    assert build_loss(cfg).tail.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    cfg.MODEL.LT_LOSS.TAIL_FREQUENCY_IMAGES = "all"
+    assert build_loss(cfg).tail.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_tail_frequency_over_all_images_needs_their_number():
+    from detectron2.data import MetadataCatalog
+
+    name = "lt_det_test_stats_without_all_images"
+    meta = MetadataCatalog.get(name)
+    if not hasattr(meta, "class_statistics"):
+        records = MetadataCatalog.get(loss_cfg("eql").DATASETS.TRAIN[0]).class_statistics
+        meta.set(class_statistics=records, num_annotated_images=1000)
+    cfg = loss_cfg("eql", dataset=name)
+    cfg.MODEL.LT_LOSS.TAIL_FREQUENCY_IMAGES = "all"
+    message = f"TAIL_FREQUENCY_IMAGES 'all' with DATASETS.TRAIN \\['{name}'\\]: .*num_all_images"
+    with pytest.raises(KeyError, match=message):
+        build_loss(cfg)
+    cfg.MODEL.LT_LOSS.TAIL_FREQUENCY_IMAGES = "every"
+    with pytest.raises(ValueError, match="'annotated' or 'all'"):
+        build_loss(cfg)
+
+
 def test_balanced_sigmoid_shift_uses_image_frequency():
     # logit(f_j) = log(f_j / (1 - f_j)), f = image_count / 1000.
     expected = [math.log((c / 1000) / (1 - c / 1000)) for c in IMAGE_COUNT]
