@@ -66,6 +66,7 @@ class Row:
     trainable: Optional[Tuple[str, ...]] = None  # a decoupled stage's DECOUPLED.TRAINABLE
     classifier_init: Optional[str] = None
     others_ratio: Optional[float] = None  # BAGS's beta
+    threshold_function: str = "step"  # EQL's T
 
 
 def gol(loss, schedule=GOL_1X, rfs=False, **kw):
@@ -173,8 +174,15 @@ EXPECTED = {
            ("eql", Row("eql", D2_1X, depth=d, **EQL_V05)),
            ("eql_rfs", Row("eql", D2_1X, RFS, 0.0005, depth=d, **EQL_V05)))},
     "EQL/mask_rcnn_R_50_FPN_25ep_softmax.yaml": Row("softmax_ce", EQL_PAPER, dataset="lvis_v0.5_train"),
-    "EQL/mask_rcnn_R_50_FPN_25ep_eql.yaml": Row("eql", EQL_PAPER, **EQL_V05),
     "EQL/mask_rcnn_R_50_FPN_25ep_eql_without_exclusion.yaml": Row("eql", EQL_PAPER, **EQL_V05),
+    "EQL/mask_rcnn_R_50_FPN_25ep_eql_exponential_decay.yaml": Row("eql", EQL_PAPER, threshold_function="exponential",
+                                                                  **EQL_V05),
+    "EQL/mask_rcnn_R_50_FPN_25ep_eql_gompertz_decay.yaml": Row("eql", EQL_PAPER, threshold_function="gompertz",
+                                                               **EQL_V05),
+    **{f"EQL/mask_rcnn_R_{d}_FPN_25ep_{name}.yaml": row
+       for d in (50, 101) for name, row in (
+           ("sigmoid", Row("sigmoid_ce", EQL_PAPER, depth=d, dataset="lvis_v0.5_train")),
+           ("eql", Row("eql", EQL_PAPER, depth=d, **EQL_V05)))},
 }
 
 
@@ -211,6 +219,7 @@ def test_config_selects_its_rows_loss_sampler_and_schedule(rel):
     if row.tail_threshold:
         assert loss.TAIL_THRESHOLD == pytest.approx(row.tail_threshold)
     assert loss.EQL.EXCLUDE_BACKGROUND == ("without_exclusion" not in rel)
+    assert loss.EQL.THRESHOLD_FUNCTION == row.threshold_function
     if row.others_ratio:
         assert loss.BAGS.OTHERS_RATIO == row.others_ratio
     assert cfg.DATALOADER.SAMPLER_TRAIN == row.sampler
