@@ -5,8 +5,9 @@
         --method norcal --values 0 0.25 0.5 0.75 1.0 --tune-dataset NAME \
         [--key GAMMA] [--metric segm/AP] [--output-config chosen.yaml] [KEY VALUE ...]
 
-The backbone and RPN run once per image; the ROI heads run once per value with that value's
-calibration (lt_det.calibration.sweep), and each value's detections are evaluated with the
+The backbone, RPN and box head run once per image; per value, the calibrated re-scoring, score
+threshold, per-class NMS, top-k and the mask head on the kept boxes (lt_det.calibration.sweep; a
+cascade runs its ROI heads per value), and each value's detections are evaluated with the
 config's LVIS evaluator. Prints the table, writes OUTPUT_DIR/calibration_sweep.json (the table,
 the chosen value, the measured seconds) and, with --output-config, the config with the chosen
 value (evaluate it on DATASETS.TEST with ``train_net.py --eval-only``). The tuning split must not

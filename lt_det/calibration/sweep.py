@@ -1,12 +1,16 @@
 """Choosing a calibration's hyper-parameter (τ, γ, λ) on a held-out split, in one inference pass.
 
-A calibration only re-scores the box predictor's RoIs, so everything before the ROI heads (the
-backbone, FPN and RPN: most of the inference time) is the same for every value of the grid. The
-sweep runs them once per batch; for each grid value it then runs detectron2's ROI-head inference
-with that calibration (re-scoring, score threshold, per-class NMS, top-k, the mask head on the
-kept boxes) and hands the detections to that value's evaluator. The detections of each value are
-exactly those of a full inference with that value (``GeneralizedRCNN.inference`` does the same
-steps), without a second pass of the backbone.
+A calibration only re-scores the box predictor's RoIs, so everything up to the box predictor's
+class logits and box deltas (backbone, FPN, RPN, RoI pooling, box head: most of the inference
+time) is the same for every value of the grid. The sweep runs it once per batch; for each grid
+value it then runs the rest of detectron2's ROI-head inference with that calibration
+(re-scoring, score threshold, per-class NMS, top-k, the mask head on the kept boxes) and hands
+the detections to that value's evaluator. The detections of each value are exactly those of a
+full inference with that value (``StandardROIHeads`` does the same steps in the same order). The
+per-class NMS and the mask head depend on the calibrated scores, so they cannot be shared: caching
+the uncalibrated model's final detections would be wrong (its score threshold and top-k have
+already dropped RoIs that a calibration would keep). Cascade heads (several box predictors, whose
+scores are averaged) run their whole ROI heads once per value, after the shared backbone and RPN.
 
 Tuning on the evaluation split would report a number chosen on the test data; the sweep refuses
 a split that is in DATASETS.TEST.
@@ -16,6 +20,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch import nn
 
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.testing import flatten_results_dict
@@ -44,8 +49,16 @@ def check_tuning_split(cfg, split: str) -> str:
 
 
 def _predictors(model) -> list:
-    heads = model.roi_heads
-    return list(getattr(heads, "box_predictors", None) or [heads.box_predictor])
+    """The box predictors: one, or a cascade's ModuleList of one per stage."""
+    predictor = model.roi_heads.box_predictor
+    return list(predictor) if isinstance(predictor, nn.ModuleList) else [predictor]
+
+
+def _box_predictions(heads, features, proposals):
+    """(class logits (R, L), box deltas (R, K * 4)) of a single-stage ROI head: its box branch up
+    to the predictor, which no calibration changes (as ``StandardROIHeads._forward_box`` runs it)."""
+    pooled = heads.box_pooler([features[f] for f in heads.box_in_features], [p.proposal_boxes for p in proposals])
+    return heads.box_predictor(heads.box_head(pooled))
 
 
 @torch.no_grad()
@@ -58,29 +71,36 @@ def sweep_calibrations(model, data_loader, calibrations: Sequence[Optional[Calib
         evaluators: G evaluators, one per calibration, not yet reset.
 
     Returns:
-        the G results dicts, and the seconds spent in the shared part (backbone, RPN), the ROI
-        heads of all G values, and the G evaluations.
+        the G results dicts, and the seconds spent in the shared part (backbone, RPN and, for a
+        single-stage ROI head, its box branch), the per-value ROI-head inference of all G values,
+        and the G evaluations.
     """
     predictors = _predictors(model)
+    heads, cascade = model.roi_heads, len(predictors) > 1
     saved = [p.calibration for p in predictors]
     for evaluator in evaluators:
         evaluator.reset()
-    seconds = {"backbone_and_rpn": 0.0, "roi_heads": 0.0, "evaluation": 0.0}
+    seconds = {"shared": 0.0, "per_value": 0.0, "evaluation": 0.0}
     try:
         for inputs in data_loader:
             start = time.perf_counter()
             images = model.preprocess_image(inputs)
             features = model.backbone(images.tensor)
             proposals, _ = model.proposal_generator(images, features, None)
-            seconds["backbone_and_rpn"] += time.perf_counter() - start
+            predictions = None if cascade else _box_predictions(heads, features, proposals)
+            seconds["shared"] += time.perf_counter() - start
             for calibration, evaluator in zip(calibrations, evaluators):
                 start = time.perf_counter()
                 for predictor in predictors:
                     predictor.calibration = calibration
-                results, _ = model.roi_heads(images, features, proposals, None)
+                if cascade:
+                    results, _ = heads(images, features, proposals, None)
+                else:
+                    instances, _ = heads.box_predictor.inference(predictions, proposals)
+                    results = heads.forward_with_given_boxes(features, instances)
                 outputs = [{"instances": detector_postprocess(r, x.get("height", s[0]), x.get("width", s[1]))}
                            for r, x, s in zip(results, inputs, images.image_sizes)]
-                seconds["roi_heads"] += time.perf_counter() - start
+                seconds["per_value"] += time.perf_counter() - start
                 evaluator.process(inputs, outputs)
     finally:
         for predictor, calibration in zip(predictors, saved):

@@ -47,8 +47,12 @@ def field(instances, name):
     return value.tensor if hasattr(value, "tensor") else value
 
 
-def test_each_value_of_the_sweep_equals_a_full_inference_with_it(quick_cfg):
-    cfg = quick_cfg("MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0)  # an untrained model: keep every detection
+CASCADE = ("MODEL.ROI_HEADS.NAME", "LTCascadeROIHeads", "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", True)
+
+
+@pytest.mark.parametrize("heads", [(), CASCADE], ids=["standard", "cascade"])
+def test_each_value_of_the_sweep_equals_a_full_inference_with_it(quick_cfg, heads):
+    cfg = quick_cfg("MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, *heads)  # an untrained model: keep every detection
     torch.manual_seed(0)
     model = Trainer.build_model(cfg).eval()
     stats = read_class_stats(cfg)
@@ -56,11 +60,12 @@ def test_each_value_of_the_sweep_equals_a_full_inference_with_it(quick_cfg):
     recorders = [Recorder() for _ in GRID]
     loader = Trainer.build_test_loader(cfg, "synthetic_lt_val")
     results, seconds = sweep_calibrations(model, loader, calibrations, recorders)
-    assert set(seconds) == {"backbone_and_rpn", "roi_heads", "evaluation"}
-    predictor = model.roi_heads.box_predictor
-    assert predictor.calibration is None  # the model is left as it was
+    assert set(seconds) == {"shared", "per_value", "evaluation"}
+    predictors = list(model.roi_heads.box_predictor) if heads else [model.roi_heads.box_predictor]
+    assert all(p.calibration is None for p in predictors)  # the model is left as it was
     for calibration, recorder, result in zip(calibrations, recorders, results):
-        predictor.calibration = calibration
+        for predictor in predictors:
+            predictor.calibration = calibration
         with torch.no_grad():
             for inputs in loader:
                 for x, y in zip(inputs, model(inputs)):
