@@ -11,6 +11,10 @@ then turns z̃ into scores as it turns z.
 
 Background rule (BAGS's released τ-norm evaluation): a RoI that the original model calls
 background (``LTLoss.predict_classes`` of the original logits is K) keeps the original scores.
+For independent class scores (sigmoid, Gumbel, EQLv2, ...) ``predict_classes`` calls a RoI
+background when no class reaches probability 1/2 (lt_det's extension of the rule, which BAGS
+wrote for its softmax groups): that is most RoIs of such a detector, so the rule leaves most of
+their scores as they were and τ-normalisation changes such a model much less than a softmax one.
 """
 import torch
 from torch import nn
