@@ -21,6 +21,7 @@ from lt_det.losses.gumbel_ce import GumbelCE
 from lt_det.losses.sigmoid_ce import SigmoidCE
 from lt_det.losses.softmax_ce import SoftmaxCE
 from lt_det.modeling.cosine import CosineLinear
+from lt_det.modeling.fast_rcnn import read_class_stats
 from lt_det.modeling.lws import LWSLinear
 from lt_det.modeling.tau_norm import tau_normalize
 
@@ -232,6 +233,15 @@ def test_a_method_needing_statistics_names_the_training_set(quick_cfg):
     cfg = quick_cfg("TEST.CALIBRATION.METHOD", "norcal", "TEST.CALIBRATION.NORCAL.GAMMA", 0.5)
     with pytest.raises(ValueError, match="needs the per-class training statistics of DATASETS.TRAIN"):
         build_calibration(cfg, None)
+
+
+def test_fracal_without_a_dimensions_file_needs_one_training_json(quick_cfg):
+    # Two training sets: no single json to compute the dimensions from, and no file given.
+    cfg = quick_cfg("TEST.CALIBRATION.METHOD", "fracal",
+                    "DATASETS.TRAIN", "('synthetic_lt_train', 'synthetic_lt_train')")
+    with pytest.raises(ValueError, match=r"DATASETS.TRAIN=\('synthetic_lt_train', 'synthetic_lt_train'\) is not one "
+                                         r"dataset with a json_file.*tools/fractal_dimension.py"):
+        build_calibration(cfg, read_class_stats(cfg))
 
 
 def test_lazy_calibration_builds_what_the_config_keys_build(tiny_dataset_root):
