@@ -99,8 +99,9 @@ class AdaptiveClassSuppressionLoss(BinaryLoss):
         frequency = [str(g) for g in frequency]
         if len(frequency) != num_classes:
             raise ValueError(
-                f"ACSL: 'frequency' (class statistics) has {len(frequency)} entries but num_classes is "
-                f"{num_classes}"
+                f"Loss 'acsl' (MODEL.LT_LOSS.NAME): 'frequency' has {len(frequency)} entries but num_classes "
+                f"(MODEL.ROI_HEADS.NUM_CLASSES) is {num_classes}; it must list the frequency group of every "
+                "class (built from a config: the class statistics of the DATASETS.TRAIN datasets)."
             )
         unknown = sorted(set(frequency) - set(FREQUENCY_GROUPS))
         if unknown:

@@ -50,7 +50,8 @@ Hard-coded constants of the released code:
 
 Differences from the paper / notes: the released test score drops the margins and uses sigma(z)
 although training models sigma(2z + m+ - m-) (monotone in z per class, but it changes how the class
-score and the objectness are combined). No fused path yet. The Gumbel activation is not offered:
+score and the objectness are combined). The fused path (``fused_loss``) is the same BCE on the
+doubled logits with the shift m+ - m- and the weights w. The Gumbel activation is not offered:
 the margins enter as the log-weights 1 / gamma of a two-logit softmax (logistic) score,
 and the Gumbel CDF has no such form, so "ECM with Gumbel" would be a new method.
 """
@@ -113,8 +114,9 @@ class EffectiveClassMarginLoss(LTLoss):
         super().__init__(num_classes)
         if len(instance_count) != num_classes:
             raise ValueError(
-                f"ECM got {len(instance_count)} instance counts for {num_classes} classes "
-                "(MODEL.ROI_HEADS.NUM_CLASSES); the training statistics must list every class."
+                f"Loss 'ecm' (MODEL.LT_LOSS.NAME): 'instance_count' has {len(instance_count)} entries but "
+                f"num_classes (MODEL.ROI_HEADS.NUM_CLASSES) is {num_classes}; it must list the instance count of "
+                "every class (built from a config: the class statistics of the DATASETS.TRAIN datasets)."
             )
         if fg_bg_ratio < 0:
             raise ValueError(f"MODEL.LT_LOSS.ECM.FG_BG_RATIO is {fg_bg_ratio}; expected > 0, or 0 to measure it")

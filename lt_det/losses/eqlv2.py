@@ -56,6 +56,7 @@ from . import fused
 from .base import BinaryLoss
 from .functional import binary_cross_entropy, binary_probs, onehot_targets
 from .registry import register_loss
+from .running_stats import RunningClassStatistics
 
 INITIAL_POS_NEG = 100.0  # released initial g: f(100) = 1 in float32, so the first step's weights are 1
 POS_NEG_EPS = 1e-10  # released: g = pos_grad / (neg_grad + 1e-10)
@@ -68,7 +69,7 @@ def stats_are_synced(sync_stats: bool) -> bool:
 
 
 @register_loss("eqlv2")
-class EQLv2(BinaryLoss):
+class EQLv2(RunningClassStatistics, BinaryLoss):
     @configurable
     def __init__(
         self,
@@ -90,9 +91,8 @@ class EQLv2(BinaryLoss):
         self.register_buffer("pos_grad", torch.zeros(num_classes))
         self.register_buffer("neg_grad", torch.zeros(num_classes))
         self.register_buffer("pos_neg", torch.full((num_classes,), INITIAL_POS_NEG))
-        # K the statistics were collected for: a scalar, so detectron2's checkpointer (which drops
-        # buffers of another shape with a warning) still hands it to _load_from_state_dict.
-        self.register_buffer("stats_num_classes", torch.tensor(num_classes, dtype=torch.long))
+        # Adds the scalar buffer stats_num_classes = K: a checkpoint of another K is refused on load.
+        self.track_statistics("eqlv2", STAT_BUFFERS)
 
     @classmethod
     def add_config(cls, cfg):
@@ -206,25 +206,3 @@ class EQLv2(BinaryLoss):
         """The class of highest test score, or background when none reaches 0.5."""
         best_prob, best = self.scores(logits)[:, : self.num_classes].max(dim=1)
         return torch.where(best_prob >= 0.5, best, torch.full_like(best, self.num_classes))
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        saved = None
-        key = prefix + "stats_num_classes"
-        if key in state_dict:
-            saved = int(state_dict[key])
-        for name in STAT_BUFFERS:
-            value = state_dict.get(prefix + name)
-            if value is not None and value.numel() != self.num_classes:
-                saved = value.numel()
-        if saved is not None and saved != self.num_classes:
-            raise ValueError(
-                f"Loss 'eqlv2' (MODEL.LT_LOSS.NAME): the checkpoint's gradient statistics "
-                f"('{prefix}pos_grad', '{prefix}neg_grad', '{prefix}pos_neg') were collected for K = {saved} "
-                f"classes, but this model has MODEL.ROI_HEADS.NUM_CLASSES = {self.num_classes}. Resume with "
-                f"the config the checkpoint was trained with, or remove the keys '{prefix}pos_grad', "
-                f"'{prefix}neg_grad', '{prefix}pos_neg' and '{key}' from the checkpoint to start the "
-                "statistics afresh."
-            )
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)

@@ -31,8 +31,9 @@ Test: the plain softmax over the K + 1 unadjusted logits (mmdetection's ``get_bb
 
 Differences from the released code (ours):
 
-* ``s`` is a buffer saved in checkpoints; the released ``self.mean_score`` is a plain tensor,
-  re-initialised to 0.01 on every start and re-warmed by the ``InitializerHook`` pass.
+* ``s`` is a buffer saved in checkpoints, with the K it was collected for (a checkpoint of another
+  K is refused on load); the released ``self.mean_score`` is a plain tensor, re-initialised to 0.01
+  on every start and re-warmed by the ``InitializerHook`` pass.
 * The loss is ``cross_entropy(z + log max(s, 1e-12))``; the released code takes ``-log`` of the
   normalised product ``s e^{z - max z}`` (infinite when it underflows).
 * The released memory-augmented feature sampling (MFS: extra memory RoI features in the box loss,
@@ -57,6 +58,7 @@ from detectron2.utils import comm
 from . import fused
 from .base import LTLoss
 from .registry import register_loss
+from .running_stats import RunningClassStatistics
 
 # Proposals field naming each RoI's object for the statistic, where a gt box cannot (MFS's memory
 # entries: their class, so the step's entries of one drawn class are one object).
@@ -122,7 +124,7 @@ def gather_entries(labels: torch.Tensor, values: torch.Tensor) -> Tuple[torch.Te
 
 
 @register_loss("loce")
-class EquilibriumLoss(LTLoss):
+class EquilibriumLoss(RunningClassStatistics, LTLoss):
     @configurable
     def __init__(
         self,
@@ -146,6 +148,8 @@ class EquilibriumLoss(LTLoss):
         mean_score = torch.full((num_classes + 1,), float(initial_score))
         mean_score[num_classes] = background_score
         self.register_buffer("mean_score", mean_score)
+        # Adds the scalar buffer stats_num_classes = K: a checkpoint of another K is refused on load.
+        self.track_statistics("loce", ("mean_score",))
 
     @classmethod
     def add_config(cls, cfg):

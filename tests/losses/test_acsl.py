@@ -18,6 +18,7 @@ from lt_det.losses.gumbel_ce import GumbelCE
 
 from loss_reference import bce, dbce, gumbel_terms, onehot_row, sigmoid
 from loss_stats_dataset import FREQUENCY as STATS_FREQUENCY
+from loss_stats_dataset import NAME as STATS_DATASET
 from loss_stats_dataset import NUM_CLASSES as STATS_K
 from loss_stats_dataset import loss_cfg, no_stats_dataset
 
@@ -271,13 +272,23 @@ def test_missing_statistics_name_the_dataset():
 
 
 def test_wrong_class_count_names_the_key():
-    with pytest.raises(ValueError, match=f"MODEL.ROI_HEADS.NUM_CLASSES is {STATS_K + 1}.*set MODEL.ROI_HEADS"):
+    message = f"NUM_CLASSES is {STATS_K + 1}.*'{STATS_DATASET}'.*set MODEL.ROI_HEADS.NUM_CLASSES {STATS_K}"
+    with pytest.raises(ValueError, match=message):
         build_loss(loss_cfg("acsl", num_classes=STATS_K + 1))
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="'frequency' .* 2 entries but num_classes is 3"):
+def test_frequency_of_another_length_names_the_key():
+    message = (r"Loss 'acsl' \(MODEL.LT_LOSS.NAME\): 'frequency' has 2 entries but num_classes "
+               r"\(MODEL.ROI_HEADS.NUM_CLASSES\) is 3.*DATASETS.TRAIN")
+    with pytest.raises(ValueError, match=message):
         build(frequency=["r", "f"])
+    # From a config, with the statistics' groups replaced by a list of another length.
+    message = message.replace("is 3", f"is {STATS_K}")
+    with pytest.raises(ValueError, match=message):
+        build_loss(loss_cfg("acsl"), frequency=["r", "f"])
+
+
+def test_bad_arguments():
     with pytest.raises(ValueError, match=r"unknown frequency groups \['x'\]"):
         build(frequency=["r", "x", "f"])
     with pytest.raises(ValueError, match="BACKGROUND_KEEP"):

@@ -52,12 +52,31 @@ def test_registry_lists_every_loss():
     assert len(in_tree) >= 15 and in_tree | {"test_downstream_label_smoothing"} <= set(ALL)
 
 
+# Non-default forms of a loss, also run through the finite-value and autocast tests: (loss, config opts).
+VARIANTS = [
+    ("eqlv2", ["MODEL.LT_LOSS.ACTIVATION", "gumbel"]),
+    ("acsl", ["MODEL.LT_LOSS.ACTIVATION", "gumbel"]),
+]
+
+
+def build(name, opts=()):
+    torch.manual_seed(0)
+    cfg = loss_cfg(name)
+    cfg.MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES = 3  # so the federated loss samples
+    cfg.merge_from_list(list(opts))
+    return build_loss(cfg)
+
+
 @pytest.fixture(params=ALL)
 def loss(request):
-    torch.manual_seed(0)
-    cfg = loss_cfg(request.param)
-    cfg.MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES = 3  # so the federated loss samples
-    return build_loss(cfg)
+    return build(request.param)
+
+
+@pytest.fixture(params=[(name, []) for name in ALL] + VARIANTS,
+                ids=lambda variant: "-".join([variant[0], *map(str, variant[1][1::2])]))
+def loss_or_variant(request):
+    """Every registered loss with its defaults, then each of VARIANTS."""
+    return build(*request.param)
 
 
 def batch(num_logits, num_rois=16, scale=3.0, device="cpu"):
@@ -89,7 +108,8 @@ def test_empty_batch_is_a_connected_zero(loss):
     assert logits.grad is not None and logits.grad.shape == logits.shape
 
 
-def test_extreme_logits_stay_finite(loss):
+def test_extreme_logits_stay_finite(loss_or_variant):
+    loss = loss_or_variant
     logits, gt = batch(loss.num_logits(K), scale=1.0)
     logits = (torch.sign(logits) * 1e4).requires_grad_()
     value = loss(logits, gt)
@@ -100,7 +120,8 @@ def test_extreme_logits_stay_finite(loss):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast(loss, dtype):
+def test_autocast(loss_or_variant, dtype):
+    loss = loss_or_variant
     linear = nn.Linear(8, loss.num_logits(K))
     loss.init_classifier(linear)
     x = torch.randn(16, 8) * 50

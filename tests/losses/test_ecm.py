@@ -16,7 +16,7 @@ import lt_det.losses.ecm  # noqa: F401  (registers "ecm")
 from lt_det.losses.ecm import EffectiveClassMarginLoss, ecm_counts, ecm_margins
 from lt_det.losses.sigmoid_ce import SigmoidCE
 
-from loss_stats_dataset import INSTANCE_COUNT, NUM_CLASSES, loss_cfg, no_stats_dataset
+from loss_stats_dataset import INSTANCE_COUNT, NAME, NUM_CLASSES, loss_cfg, no_stats_dataset
 
 # Small hand example: K = 2 classes with 2 instances each, rho = 1 -> n = [2, 2, 4], N = 8.
 K = 2
@@ -193,9 +193,20 @@ def test_missing_statistics_name_the_dataset_and_key():
 def test_wrong_number_of_classes_or_counts_is_refused():
     from lt_det.losses import build_loss
 
-    with pytest.raises(ValueError, match=f"set MODEL.ROI_HEADS.NUM_CLASSES {NUM_CLASSES}"):
+    with pytest.raises(ValueError, match=f"'{NAME}'.*set MODEL.ROI_HEADS.NUM_CLASSES {NUM_CLASSES}"):
         build_loss(loss_cfg("ecm", num_classes=NUM_CLASSES + 1))
-    with pytest.raises(ValueError, match="3 instance counts for 2 classes .*NUM_CLASSES"):
-        EffectiveClassMarginLoss(num_classes=2, instance_count=[1, 2, 3])
     with pytest.raises(ValueError, match="MODEL.LT_LOSS.ECM.FG_BG_RATIO"):
         EffectiveClassMarginLoss(num_classes=2, instance_count=[1, 2], fg_bg_ratio=-1.0)
+
+
+def test_instance_counts_of_another_length_name_the_key():
+    from lt_det.losses import build_loss
+
+    message = (r"Loss 'ecm' \(MODEL.LT_LOSS.NAME\): 'instance_count' has 3 entries but num_classes "
+               r"\(MODEL.ROI_HEADS.NUM_CLASSES\) is 2.*DATASETS.TRAIN")
+    with pytest.raises(ValueError, match=message):
+        EffectiveClassMarginLoss(num_classes=2, instance_count=[1, 2, 3])
+    # From a config, with the statistics' counts replaced by a list of another length.
+    message = message.replace("is 2", f"is {NUM_CLASSES}")
+    with pytest.raises(ValueError, match=message):
+        build_loss(loss_cfg("ecm"), instance_count=[1, 2, 3])

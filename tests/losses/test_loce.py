@@ -181,7 +181,7 @@ def test_loce_state_dict_round_trip():
     for _ in range(3):
         loss(torch.randn(8, 4), torch.arange(8) % 4)
     state = loss.state_dict()
-    assert set(state) == {"mean_score"}
+    assert set(state) == {"mean_score", "stats_num_classes"}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
@@ -194,10 +194,30 @@ def test_loce_state_dict_round_trip():
     assert torch.equal(loss.mean_score, restored.mean_score)
 
 
-def test_loce_wrong_length_statistic_is_refused():
-    state = EquilibriumLoss(num_classes=5).state_dict()
-    with pytest.raises(RuntimeError, match="mean_score"):
-        EquilibriumLoss(num_classes=K).load_state_dict(state)
+class Holder(torch.nn.Module):
+    """A tiny model holding the loss where the box predictor does."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.cls_loss = EquilibriumLoss(num_classes=num_classes)
+
+
+def test_loce_wrong_length_statistic_is_refused(tmp_path):
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    trained = Holder(5)  # s has K + 1 = 6 entries
+    trained.cls_loss(torch.randn(8, 6), torch.arange(8) % 6)
+    DetectionCheckpointer(trained, save_dir=str(tmp_path)).save("loce")
+    message = r"Loss 'loce'.*'cls_loss.mean_score'.*K = 5 classes.*MODEL.ROI_HEADS.NUM_CLASSES = 3"
+    # detectron2's checkpointer drops a tensor of another shape with only a warning (s would restart
+    # at 0.01); the loss refuses the checkpoint instead.
+    with pytest.raises(ValueError, match=message):
+        DetectionCheckpointer(Holder(K)).load(str(tmp_path / "loce.pth"))
+    with pytest.raises(ValueError, match=message):
+        Holder(K).load_state_dict(trained.state_dict())
+    # Without the saved K (the statistic alone), its length K + 1 = 6 gives K = 5.
+    with pytest.raises(ValueError, match=r"K = 5 classes.*NUM_CLASSES = 3"):
+        EquilibriumLoss(num_classes=K).load_state_dict({"mean_score": torch.full((6,), 0.1)}, strict=False)
 
 
 def test_loce_scores_are_the_plain_softmax():
