@@ -10,7 +10,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from lt_det.engine import Trainer
-from fault_hooks import FailAt
+from fault_hooks import FailAfterStep, FailAt
 from tiny_dataset import QUICK_CONFIG, TINY_NUM_CLASSES
 
 
@@ -23,14 +23,17 @@ class _RecordLosses(HookBase):
             self.losses[self.trainer.iter] = self.trainer.storage.history("total_loss").latest()
 
 
-def _run(cfg, *, resume=False, fail_at=None):
+def _run(cfg, *, resume=False, fail_at=None, fail_after=None):
+    """The run's losses by iteration; ``fail_at`` / ``fail_after``: an exception before / after the
+    step of that iteration (that iteration's loss is recorded, the exception follows)."""
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED)  # the model's initial weights, as train_net.py's default_setup seeds them
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
     record = _RecordLosses()
-    trainer.register_hooks([record] + ([FailAt(fail_at)] if fail_at is not None else []))
-    if fail_at is None:
+    faults = [FailAt(fail_at)] if fail_at is not None else [FailAfterStep(fail_after)] if fail_after is not None else []
+    trainer.register_hooks([record] + faults)
+    if not faults:
         trainer.train()
     else:
         with pytest.raises(RuntimeError, match="simulated crash"):
@@ -66,6 +69,16 @@ def test_resumed_losses_equal_the_uninterrupted_run(quick_cfg, tmp_path, sampler
     crashed = _cfg(quick_cfg, tmp_path, "crash", sampler, seed=11)
     assert _run(crashed, fail_at=3) == {i: reference[i] for i in range(3)}
     assert _run(crashed, resume=True) == {i: reference[i] for i in range(3, MAX_ITER)}
+
+
+def test_a_crash_after_the_step_resumes_with_the_uninterrupted_losses(quick_cfg, tmp_path):
+    """An exception in a hook after the step of iteration 3 (a periodic evaluation out of memory):
+    iteration 3 is saved as done, and the resumed run's iterations 4 and 5 have the losses of the
+    uninterrupted run with the same seed."""
+    reference = _run(_cfg(quick_cfg, tmp_path, "reference", "RepeatFactorTrainingSampler", seed=11))
+    crashed = _cfg(quick_cfg, tmp_path, "crash", "RepeatFactorTrainingSampler", seed=11)
+    assert _run(crashed, fail_after=3) == {i: reference[i] for i in range(4)}
+    assert _run(crashed, resume=True) == {i: reference[i] for i in range(4, MAX_ITER)}
 
 
 def test_without_exact_resume_the_resumed_run_differs(quick_cfg, tmp_path):

@@ -5,11 +5,10 @@ import os
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import HookBase
 from detectron2.engine import hooks as d2_hooks
 
 from lt_det.engine import Trainer
-from fault_hooks import FailAt
+from fault_hooks import FailAfterStep, FailAt
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 
@@ -98,18 +97,6 @@ def test_crash_leaves_a_checkpoint_that_resumes(quick_cfg):
     assert os.path.exists(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
 
 
-class _FailAfterStep(HookBase):
-    """Raises in after_step, as a periodic evaluation out of memory or a full disk would: the
-    optimizer and the LR scheduler have taken the step."""
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-
-    def after_step(self):
-        if self.trainer.iter == self.iteration:
-            raise RuntimeError("simulated crash after the step")
-
-
 def _fail_in_lr_hook_before_its_step(monkeypatch, iteration):
     """detectron2's LRScheduler hook raises at ``iteration`` before stepping its scheduler (as
     its ``put_scalar`` could): the optimizer has stepped, the LR scheduler has not."""
@@ -134,7 +121,7 @@ def test_crash_after_the_step_resumes_without_repeating_it(quick_cfg, monkeypatc
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     if where == "later_hook":
-        trainer.register_hooks([_FailAfterStep(fail_at)])  # after the defaults, as detectron2's writers are
+        trainer.register_hooks([FailAfterStep(fail_at)])  # after the defaults, as detectron2's writers are
     else:
         _fail_in_lr_hook_before_its_step(monkeypatch, fail_at)
     with pytest.raises(RuntimeError, match="simulated crash after the step"):
@@ -225,7 +212,7 @@ def test_unknown_evaluation_backend_fails_before_training(quick_cfg, monkeypatch
     assert built == []  # refused before anything was built
 
 
-@pytest.mark.parametrize("hook", [FailAt, _FailAfterStep])
+@pytest.mark.parametrize("hook", [FailAt, FailAfterStep])
 def test_a_run_that_fails_in_its_last_iteration_writes_no_metrics(quick_cfg, hook):
     """detectron2's EvalHook would evaluate the unfinished model after a crash in the last
     iteration; lt_det's evaluates only a finished run: here the resumed one."""
