@@ -9,6 +9,10 @@ Samplers built here (the others are detectron2's and built by detectron2):
 
 Both are seeded with ``cfg.SEED`` when it is set (>= 0), otherwise with a seed shared by all
 processes, as detectron2's samplers are.
+
+:func:`check_sampler_params` checks the sampler's parameters without building anything: every
+path that builds a sampler calls it, and so do the trainers when they start (with exact resume the
+sampler itself is built only when the first batch is drawn).
 """
 import logging
 from typing import Callable, Optional, Sequence
@@ -22,11 +26,34 @@ from .samplers import ClassAwareSampler, image_repeat_factors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_lt_train_loader", "build_lt_train_sampler", "lt_train_sampler", "resumable_train_loader", "LT_SAMPLERS",
-           "DETECTRON2_SAMPLERS"]
+__all__ = ["build_lt_train_loader", "build_lt_train_sampler", "check_sampler_params", "lt_train_sampler",
+           "resumable_train_loader", "LT_SAMPLERS", "DETECTRON2_SAMPLERS", "EXACT_RESUME_SAMPLERS"]
 
 LT_SAMPLERS = ("RepeatFactorTrainingSampler", "ClassAwareSampler")
 DETECTRON2_SAMPLERS = ("TrainingSampler", "RandomSubsetTrainingSampler")
+EXACT_RESUME_SAMPLERS = LT_SAMPLERS + ("TrainingSampler",)  # those lt_det's resumable stream can rebuild
+
+
+def check_sampler_params(name: str, repeat_threshold: float, *, exact_resume: bool = False) -> None:
+    """Checks the training sampler's parameters (the YACS keys ``DATALOADER.SAMPLER_TRAIN``,
+    ``REPEAT_THRESHOLD`` and ``EXACT_RESUME``; a lazy config's ``dataloader.train.sampler``,
+    ``repeat_threshold`` and ``exact_resume``) without building anything.
+
+    Raises:
+        ValueError: an unknown sampler name (listing the valid ones), a sampler exact resume does
+            not support, or an RFS threshold t outside (0, 1].
+    """
+    if name not in LT_SAMPLERS + DETECTRON2_SAMPLERS:
+        raise ValueError(f"Unknown training sampler {name!r} (DATALOADER.SAMPLER_TRAIN; a lazy config: "
+                         f"dataloader.train.sampler); expected one of {LT_SAMPLERS + DETECTRON2_SAMPLERS}")
+    if exact_resume and name not in EXACT_RESUME_SAMPLERS:
+        raise ValueError(f"Exact resume (DATALOADER.EXACT_RESUME) supports the samplers {EXACT_RESUME_SAMPLERS}, "
+                         f"not {name!r}")
+    t = repeat_threshold
+    if name == "RepeatFactorTrainingSampler" and not 0 < t <= 1:
+        # t is compared with image frequencies f_c in (0, 1]: t > 1 repeats every image, t <= 0 none
+        raise ValueError(f"The repeat factor threshold t (DATALOADER.REPEAT_THRESHOLD; a lazy config: "
+                         f"dataloader.train.repeat_threshold) must be in (0, 1], got {t}")
 
 
 def build_lt_train_sampler(cfg, dataset_dicts):
@@ -62,14 +89,11 @@ def lt_train_sampler(
         seed: the sampler's seed; None = a seed shared by all processes.
 
     Raises:
-        ValueError: for an unknown sampler name, listing the valid ones.
+        ValueError: as :func:`check_sampler_params`.
     """
+    check_sampler_params(name, repeat_threshold)
     if name == "RepeatFactorTrainingSampler":
         t, sqrt = repeat_threshold, repeat_sqrt
-        if not 0 < t <= 1:
-            # t is compared with image frequencies f_c in (0, 1]: t > 1 repeats every image, t <= 0 none
-            raise ValueError(f"The repeat factor threshold t (DATALOADER.REPEAT_THRESHOLD; a lazy config: "
-                             f"dataloader.train.repeat_threshold) must be in (0, 1], got {t}")
         factors = image_repeat_factors(dataset_dicts, t, sqrt=sqrt)
         logger.info(
             f"Repeat factor sampling, t = {t}, {'square-root' if sqrt else 'linear'} factors: "
@@ -81,10 +105,7 @@ def lt_train_sampler(
         sampler = ClassAwareSampler.from_dataset_dicts(dataset_dicts, seed=seed)
         logger.info(f"Class-aware sampling over {sampler.num_classes} classes present in {len(dataset_dicts)} images")
         return sampler
-    if name in DETECTRON2_SAMPLERS:
-        return None
-    raise ValueError(f"Unknown training sampler {name!r} (DATALOADER.SAMPLER_TRAIN; a lazy config: "
-                     f"dataloader.train.sampler); expected one of {LT_SAMPLERS + DETECTRON2_SAMPLERS}")
+    return None  # one of DETECTRON2_SAMPLERS
 
 
 def build_lt_train_loader(cfg, mapper: Optional[Callable] = None):
@@ -127,11 +148,10 @@ def resumable_train_loader(
     size, grouping and workers in lt_det's resumable stream (:mod:`lt_det.data.resumable`).
 
     Raises:
-        ValueError: for a sampler it does not support, or a batch size the processes cannot share.
+        ValueError: as :func:`check_sampler_params` (here, not when the sampler is built: that is
+            when the first batch is drawn), or a batch size the processes cannot share.
     """
-    supported = LT_SAMPLERS + ("TrainingSampler",)
-    if sampler not in supported:
-        raise ValueError(f"Exact resume (DATALOADER.EXACT_RESUME) supports the samplers {supported}, not {sampler!r}")
+    check_sampler_params(sampler, repeat_threshold, exact_resume=True)
     world_size = comm.get_world_size()
     if total_batch_size % world_size:
         raise ValueError(f"The total batch size {total_batch_size} (SOLVER.IMS_PER_BATCH) must be divisible by "

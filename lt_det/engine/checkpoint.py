@@ -6,11 +6,12 @@ process killed mid-write (pre-emption, a full disk) leaves a truncated file that
 may already name, and ``--resume`` then fails with torch's zip error or a bare ``EOFError``
 without the file name. Here both files are written to a temporary name in the same folder and
 renamed (``os.replace``, atomic on POSIX), and ``resume_or_load`` skips an unreadable checkpoint
-for the newest readable one, with a warning naming both.
+for the newest readable model checkpoint, with a warning naming both.
 """
 import logging
 import os
 import pickle
+import re
 import zipfile
 from typing import List
 
@@ -18,12 +19,18 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["SafeCheckpointer", "UnreadableCheckpointError"]
+__all__ = ["SafeCheckpointer", "UnreadableCheckpointError", "check_checkpoint_readable", "MODEL_CHECKPOINT"]
 
 logger = logging.getLogger(__name__)
 
 # What torch.load raises on a truncated, empty or foreign file.
 UNREADABLE = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError)
+
+# The model checkpoints a run writes into its OUTPUT_DIR: detectron2's PeriodicCheckpointer
+# ("{file_prefix}_{iteration:07d}" and "{file_prefix}_final", file_prefix "model", the prefix
+# lt_det's trainers use) and lt_det's CrashCheckpointer ("model_crash"). Other .pth files there
+# (exact resume's stream_state_rank{r}.pth, a copied stage-1 model) are not checkpoints of this run.
+MODEL_CHECKPOINT = re.compile(r"model_(\d{7,}|final|crash)\.pth")
 
 
 def _replace_atomically(path: str, write) -> None:
@@ -42,6 +49,30 @@ def _replace_atomically(path: str, write) -> None:
 
 class UnreadableCheckpointError(RuntimeError):
     """A checkpoint file torch cannot read (truncated, empty, not a checkpoint)."""
+
+
+def check_checkpoint_readable(path: str, *, full: bool = True) -> None:
+    """Raises :class:`UnreadableCheckpointError` naming the local file ``path`` when torch cannot
+    read it (truncated, empty, not a checkpoint).
+
+    Args:
+        full: read it in full, as loading it does (every tensor record's header is checked too).
+            False: a zip-format file (torch's format since 1.6) is opened with ``mmap=True``: torch
+            reads its central directory (at the end of the file: a truncated file has none) and the
+            pickled structure, and maps the tensors without reading them, so a multi-GB checkpoint
+            costs what a small one does; that catches a truncated, empty or foreign file, not a
+            damaged record inside an intact archive (the full read when it is loaded names that).
+            A file that is not a zip (torch's legacy format) has no index to check: it is read in
+            full either way.
+    """
+    try:
+        if not full and zipfile.is_zipfile(path):
+            torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        else:
+            torch.load(path, map_location="cpu", weights_only=False)
+    except UNREADABLE as e:
+        raise UnreadableCheckpointError(f"Checkpoint {path} is unreadable (truncated or not a checkpoint): "
+                                        f"{type(e).__name__}: {e}") from e
 
 
 class SafeCheckpointer(DetectionCheckpointer):
@@ -72,11 +103,7 @@ class SafeCheckpointer(DetectionCheckpointer):
         """fvcore's load; a local .pth file torch cannot read is an error naming it (detectron2's
         .pkl weights are pickles that detectron2 reads itself)."""
         if path and path.endswith(".pth") and os.path.isfile(path):
-            try:  # read in full before anything is loaded: a bad file changes nothing
-                torch.load(path, map_location="cpu", weights_only=False)
-            except UNREADABLE as e:
-                raise UnreadableCheckpointError(f"Checkpoint {path} is unreadable (truncated or not a checkpoint): "
-                                                f"{type(e).__name__}: {e}") from e
+            check_checkpoint_readable(path)  # read in full before anything is loaded: a bad file changes nothing
         return super().load(path, checkpointables)
 
     def resume_or_load(self, path: str, *, resume: bool = True):
@@ -95,6 +122,12 @@ class SafeCheckpointer(DetectionCheckpointer):
         raise RuntimeError(f"No readable checkpoint in {self.save_dir} to resume from (last_checkpoint: {last})")
 
     def _resume_candidates(self, last: str) -> List[str]:
-        """The tagged last checkpoint, then the folder's other .pth files, newest first."""
-        others = sorted((p for p in self.get_all_checkpoint_files() if p != last), key=os.path.getmtime, reverse=True)
+        """The tagged last checkpoint, then the folder's other model checkpoints
+        (:data:`MODEL_CHECKPOINT`), newest first. Any other readable .pth would be taken for one:
+        detectron2 loads a file without "model" (a stream state) as if all of it were weights
+        (0.6 stops on "Unsupported type found in checkpoint", naming no file), and a stage-1
+        model would bring another run's weights and iteration."""
+        others = sorted((p for p in self.get_all_checkpoint_files()
+                         if p != last and MODEL_CHECKPOINT.fullmatch(os.path.basename(p))),
+                        key=os.path.getmtime, reverse=True)
         return ([last] if os.path.isfile(last) else []) + others

@@ -1,7 +1,10 @@
 """Checks of a config made when the trainer starts, before any training: what would otherwise fail
-only after training (the evaluation backend, the test datasets), and the warning for a loss the
-model never computes."""
+only after training (the evaluation backend, the test datasets) or only once the model is built
+(the stage-1 checkpoint of a decoupled stage 2; the sampler's parameters, which
+:func:`lt_det.data.build.check_sampler_params` checks), and the warning for a loss the model never
+computes."""
 import logging
+import os
 from typing import Sequence
 
 from torch import nn
@@ -9,14 +12,16 @@ from torch import nn
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling.roi_heads import CascadeROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.utils.file_io import PathManager
 
 from ..data.class_stats import get_class_stats
 from ..data.datasets import ensure_class_stats, load_json
 from ..evaluation import get_backend
 from ..evaluation.backends import BACKENDS_READING_FREQUENCY
 from ..modeling import LTFastRCNNOutputLayers
+from .checkpoint import check_checkpoint_readable
 
-__all__ = ["check_evaluation_config", "check_test_datasets", "warn_if_lt_loss_unused"]
+__all__ = ["check_evaluation_config", "check_stage1_checkpoint", "check_test_datasets", "warn_if_lt_loss_unused"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,28 @@ def check_test_datasets(test_datasets: Sequence[str], num_classes: int, train_da
         if backend in BACKENDS_READING_FREQUENCY:
             raise ValueError(f"Test dataset '{name}' ({meta.json_file}) has categories without 'frequency': the "
                              f"'{backend}' evaluation backend reads it from the file; use another backend")
+
+
+def check_stage1_checkpoint(path: str, key: str = "MODEL.WEIGHTS") -> None:
+    """Checks, before the model and the data loader are built, that decoupled stage 2's stage-1
+    checkpoint ``path`` (the config key ``key``) exists and, a local ``.pth``, that torch can read it.
+
+    The read is :class:`~lt_det.engine.checkpoint.SafeCheckpointer`'s check in its cheap form
+    (``full=False``: the archive's index and structure, not the tensors), since stage 2 reads the
+    whole file again when it loads it. A detectron2 ``.pkl`` is left to that load.
+
+    A URL (``detectron2://``, ``https://``) is left to the load, which downloads it.
+
+    Raises:
+        FileNotFoundError: no file at ``path``, naming ``key``.
+        UnreadableCheckpointError: a truncated, empty or foreign file, naming it.
+    """
+    if path and "://" in path:
+        return
+    if not path or not PathManager.exists(path):
+        raise FileNotFoundError(f"Stage-1 checkpoint not found: {path!r} (set {key} to the stage-1 model)")
+    if path.endswith(".pth") and os.path.isfile(path):
+        check_checkpoint_readable(path, full=False)
 
 
 def warn_if_lt_loss_unused(cfg, model: nn.Module) -> None:

@@ -4,7 +4,9 @@ The loop is detectron2's LazyConfig recipe (its ``tools/lazyconfig_train_net.py`
 or ``AMPTrainer`` with detectron2's hooks). lt_det adds what its YACS :class:`Trainer` adds:
 
 * a check, before anything is built, that the config has every part the loop reads (naming the
-  missing one) and, where the box predictor is lt_det's, its loss;
+  missing one) and, where the box predictor is lt_det's, its loss; when training starts, before
+  the model is built, the checks of :mod:`lt_det.engine.config_checks` (the evaluated dataset,
+  the stage-1 checkpoint) and the parameters of ``lt_det.lazy.lt_train_loader``'s sampler;
 * the training sets' class statistics in their metadata before the model is built (detectron2
   main's federated-loss weights read them from there); the training json parsed once;
 * decoupled stage 2 from an optional ``decoupled`` node (the YACS ``DECOUPLED`` keys, lower case):
@@ -24,6 +26,7 @@ The parts of a lazy config (``configs/lazy/`` has complete ones)::
     decoupled (optional)   trainable, classifier_init, lws: {enabled, scale_bias}, and optionally
                            disalign: {enabled} (DisAlign, Zhang et al. 2021)
 """
+import inspect
 import json
 import logging
 import os
@@ -35,13 +38,16 @@ from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
 
+from ..data.build import check_sampler_params
 from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..data.resumable import ResumableTrainLoader
 from ..evaluation.backends import DEFAULT_BACKEND
+from ..lazy import lt_train_loader
 from ..modeling.fast_rcnn import LTFastRCNNOutputLayers
 from .checkpoint import SafeCheckpointer
-from .config_checks import check_evaluation_config, check_test_datasets
+from .config_checks import check_evaluation_config, check_stage1_checkpoint, check_test_datasets
 from .decoupled import load_stage1_checkpoint, prepare_stage2, stage1_classifier_init
 from .distributed import broadcast_buffers_from_main
 from .hooks import ExactResumeHook, FinishedTrainingEvalHook, insert_crash_checkpointer
@@ -164,9 +170,28 @@ def _check_evaluated_dataset(cfg) -> None:
                         num_classes_key="model.roi_heads.num_classes")
 
 
+def _check_train_sampler(cfg) -> None:
+    """:func:`check_sampler_params` on ``lt_det.lazy.lt_train_loader``'s arguments (with exact
+    resume its sampler is built only when the first batch is drawn); another loader: its own checks."""
+    train = cfg.dataloader.train
+    if _target_name(train) != "lt_train_loader":
+        return
+    args = {k: train.get(k, p.default) for k, p in inspect.signature(lt_train_loader).parameters.items()}
+    check_sampler_params(args["sampler"], args["repeat_threshold"], exact_resume=args["exact_resume"])
+
+
+def _stage1_checkpoint_to_load(cfg, resume: bool) -> bool:
+    """Whether stage 2 loads its stage-1 checkpoint (it does unless it resumes its own run)."""
+    has_checkpoint = PathManager.exists(os.path.join(cfg.train.output_dir, "last_checkpoint"))
+    return _decoupled(cfg) is not None and not (resume and has_checkpoint)
+
+
 def do_train(cfg, resume: bool = False) -> None:
     """Trains ``cfg.model`` for ``cfg.train.max_iter`` iterations (resuming from
     ``train.output_dir``'s last checkpoint with ``resume``), then evaluates it."""
+    _check_train_sampler(cfg)
+    if _stage1_checkpoint_to_load(cfg, resume):
+        check_stage1_checkpoint(cfg.train.init_checkpoint, key="train.init_checkpoint")
     with parse_each_json_once():  # the model's loss and the loader read the same training json
         _check_evaluated_dataset(cfg)
         model = build_lazy_model(cfg)

@@ -8,16 +8,17 @@ from detectron2.data import build_detection_test_loader, get_detection_dataset_d
 from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.engine.hooks import EvalHook
 from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
 
 from .. import modeling  # noqa: F401  (registers lt_det's ROI heads for build_model)
 from ..evaluation import build_lvis_evaluator
 from ..data import LTDatasetMapper
-from ..data.build import build_lt_train_loader
+from ..data.build import build_lt_train_loader, check_sampler_params
 from ..data.datasets import ensure_class_stats, parse_each_json_once
 from ..data.image_labels import ImageLabelDatasetMapper
 from ..data.resumable import ResumableTrainLoader
 from .checkpoint import SafeCheckpointer
-from .config_checks import check_evaluation_config, check_test_datasets, warn_if_lt_loss_unused
+from .config_checks import check_evaluation_config, check_stage1_checkpoint, check_test_datasets, warn_if_lt_loss_unused
 from .decoupled import load_stage1_weights, prepare_stage2_model
 from .distributed import broadcast_buffers_from_main
 from .hooks import ExactResumeHook, FinishedTrainingEvalHook, MFSWarmupHook, insert_crash_checkpointer
@@ -30,6 +31,14 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         if cfg.DATASETS.TEST:
             check_evaluation_config(cfg.TEST.LVIS_EVAL.BACKEND)
+        # detectron2 builds the model before the data loader, and with exact resume the sampler is
+        # built only when the first batch is drawn: its parameters are checked here
+        d = cfg.DATALOADER
+        check_sampler_params(d.SAMPLER_TRAIN, d.REPEAT_THRESHOLD, exact_resume=d.EXACT_RESUME)
+        if cfg.DECOUPLED.ENABLED and not PathManager.exists(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+            # stage 2 loads the stage-1 model unless it resumes its own run, which needs a checkpoint
+            # in OUTPUT_DIR (whether it resumes is known only in resume_or_load, which checks again)
+            check_stage1_checkpoint(cfg.MODEL.WEIGHTS)
         # The model (class statistics for its loss) and the data loader (dataset dicts) both read
         # the training json: parse it once.
         with parse_each_json_once():

@@ -8,7 +8,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
-from lt_det.data.build import build_lt_train_loader, build_lt_train_sampler
+from lt_det.data.build import build_lt_train_loader, build_lt_train_sampler, check_sampler_params
 from lt_det.data.samplers import ClassAwareSampler, image_repeat_factors
 from lt_det.data.sampling_config import add_sampling_config
 
@@ -71,6 +71,19 @@ def test_rfs_threshold_outside_0_1_is_refused(t):
         build_lt_train_sampler(cfg_for("RepeatFactorTrainingSampler", REPEAT_THRESHOLD=t), toy_dicts()[1:])
     assert isinstance(build_lt_train_sampler(cfg_for("RepeatFactorTrainingSampler", REPEAT_THRESHOLD=1.0),
                                              toy_dicts()[1:]), RepeatFactorTrainingSampler)
+
+
+def test_exact_resume_loader_refuses_an_rfs_threshold_when_built(toy_dataset):
+    """The resumable stream builds its sampler when the first batch is drawn; its parameters are
+    checked when the loader is built, and by check_sampler_params alone (the trainers' start check)."""
+    cfg = cfg_for("RepeatFactorTrainingSampler", REPEAT_THRESHOLD=1.5, EXACT_RESUME=True)
+    with pytest.raises(ValueError, match=r"DATALOADER.REPEAT_THRESHOLD.*must be in \(0, 1\], got 1.5"):
+        build_lt_train_loader(cfg, mapper=lambda d: d)
+    with pytest.raises(ValueError, match=r"DATALOADER.REPEAT_THRESHOLD.*got 1.5"):
+        check_sampler_params("RepeatFactorTrainingSampler", 1.5, exact_resume=True)
+    with pytest.raises(ValueError, match="Exact resume.*not 'RandomSubsetTrainingSampler'"):
+        check_sampler_params("RandomSubsetTrainingSampler", 0.001, exact_resume=True)
+    check_sampler_params("TrainingSampler", 1.5, exact_resume=True)  # t is RFS's alone
 
 
 def test_class_aware_sampler_from_cfg_is_seeded_by_cfg_seed():
