@@ -21,9 +21,10 @@ Threshold function T (the paper's §4.4 and Table 3; ``THRESHOLD_FUNCTION``):
 
 with the paper's best hyper-parameters (LVIS v0.5, where lambda = 1.76e-3). The decays give tail
 negatives a weight 1 - T between 0 and 1 and do not use lambda. The paper writes the exponential
-decay as 1 - (a f)^n, which is negative for f > 1 / a (every frequent class) and would give those
-negatives a weight above 1; lt_det clips it at 0, the curve of the paper's Figure 3 (ours). The
-step is the limit of both: a = 1 / lambda, n -> inf, and a = 1, b = exp(c lambda), c -> inf.
+decay as 1 - (a f)^n, which is negative for f > 1 / a (with a = 400, classes in more than 0.25% of
+the images: about 142 on LVIS v0.5) and would weigh their negatives above 1, the opposite of a
+decay; lt_det clips it at 0 (ours: the paper's text does not say). The step is the limit of both:
+a = 1 / lambda, n -> inf, and a = 1, b = exp(c lambda), c -> inf.
 
 Image-label option (the paper's LVIS rule, not in the released code): a class verified in the
 RoI's image (LVIS ``pos_category_ids`` or ``neg_category_ids``) is never ignored:

@@ -142,7 +142,7 @@ def test_eql_excluding_function_changes_nothing_on_foreground_rois(check):
 
 
 def exponential_decay(f, a, n):
-    return max(0.0, 1.0 - (a * f) ** n)  # the paper's 1 - (a f)^n, clipped at 0 (Figure 3)
+    return max(0.0, 1.0 - (a * f) ** n)  # the paper's 1 - (a f)^n, clipped at 0 (lt_det's reading)
 
 
 def gompertz_decay(f, a, b, c):
