@@ -48,12 +48,6 @@ def check_tuning_split(cfg, split: str) -> str:
     return split
 
 
-def _predictors(model) -> list:
-    """The box predictors: one, or a cascade's ModuleList of one per stage."""
-    predictor = model.roi_heads.box_predictor
-    return list(predictor) if isinstance(predictor, nn.ModuleList) else [predictor]
-
-
 def _box_predictions(heads, features, proposals):
     """(class logits (R, L), box deltas (R, K * 4)) of a single-stage ROI head: its box branch up
     to the predictor, which no calibration changes (as ``StandardROIHeads._forward_box`` runs it)."""
@@ -75,8 +69,9 @@ def sweep_calibrations(model, data_loader, calibrations: Sequence[Optional[Calib
         single-stage ROI head, its box branch), the per-value ROI-head inference of all G values,
         and the G evaluations.
     """
-    predictors = _predictors(model)
-    heads, cascade = model.roi_heads, len(predictors) > 1
+    heads = model.roi_heads
+    cascade = isinstance(heads.box_predictor, nn.ModuleList)  # a cascade: one predictor per stage
+    predictors = list(heads.box_predictor) if cascade else [heads.box_predictor]
     saved = [p.calibration for p in predictors]
     for evaluator in evaluators:
         evaluator.reset()
