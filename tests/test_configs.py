@@ -58,7 +58,8 @@ def test_config_merges_and_builds(path, tiny_dataset_root, tmp_path):
     model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert all(p.device == torch.device("cpu") for p in model.parameters())
-    predictors = getattr(model.roi_heads, "box_predictors", None) or [model.roi_heads.box_predictor]
+    predictor = model.roi_heads.box_predictor
+    predictors = list(predictor) if isinstance(predictor, torch.nn.ModuleList) else [predictor]  # a cascade: per stage
     name = resolve_loss_name(cfg)
     for predictor in predictors:
         assert isinstance(predictor.cls_loss, get_loss_class(name)), f"{path} does not train with '{name}'"
